@@ -1,0 +1,6 @@
+"""Placeholder: being written."""
+
+
+def train() -> None:
+    """Not implemented yet."""
+    raise NotImplementedError

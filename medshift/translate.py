@@ -1,0 +1,6 @@
+"""Placeholder: being written."""
+
+
+def translate() -> None:
+    """Not implemented yet."""
+    raise NotImplementedError
