@@ -1,6 +1,650 @@
-"""Placeholder: being written."""
+"""`medshift evaluate`: the MedShift paper's Table 1 protocol on X-DigiSkull, a tau sweep, and paired ground truth.
+
+For a source class (e.g. synthetic_low) and a target class (e.g. real_normal) of one dataset split:
+
+1. every source image is translated into the target class by MedShift at each tau (flow inversion
+   to tau, then generation), by the SDEdit baseline (same network, noising to tau instead of
+   inversion), and by the identity baseline (the source image itself, the paper's unranked
+   "Synthetic Images" row);
+2. realism: Fréchet distance, coverage/density (k = 5) and CMMD of the translations against the
+   target-class images of the split;
+3. structure: LPIPS and SSIM of each translation against its own source image;
+4. ranks: realism rank by the Fréchet distance, structure rank by SSIM, average of both (the rule
+   of the paper's Table 1, see `medshift.metrics.ranking`);
+5. paired ground truth (phantom data): SSIM, PSNR and LPIPS of each translation against the
+   target-class render of the same pose (`pair_id`): the phantom's noise-free
+   ``ground_truth/<pair_id>_<target>.png`` when `--ground-truth` is given, otherwise the
+   target-class image of the same pair_id in the split.
+
+Every distribution metric names the backbone it was computed on. Without published weights on
+disk the Fréchet distance, coverage and MMD use the evaluated pipeline's own VAE encoder
+(``vae-latent-8x8``): those numbers are *not* FID/CFID/CMMD and are not comparable with the
+paper's. Pass ``--inception-weights``, ``--clip-model`` and ``--lpips-alexnet``/``--lpips-weights``
+for the paper's backbones.
+
+Outputs in `--out`: ``report.md`` (Table 1 layout with ranks, then the paired table),
+``results.json`` (every number, the configuration and the backbones) and ``tau_sweep.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Iterator
+
+import cv2
+import numpy as np
+import torch
+import typer
+from tqdm.auto import tqdm
+
+from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_features, psnr, ssim, table1_ranks
+from medshift.metrics.backbones import FeatureBackbone
+from medshift.metrics.coverage import DEFAULT_K
+from medshift.metrics.lpips import LPIPS
+
+BASELINES = ("identity", "sdedit")
+DEFAULT_TAUS = (0.3, 0.45, 0.6)
+METHOD_LABELS = {"medshift": "MedShift", "sdedit": "SDEdit", "identity": "Source images (identity)"}
+METHOD_TYPES = {"medshift": "FM", "sdedit": "FM, noised", "identity": "None"}
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
-    raise NotImplementedError
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class EvaluationData:
+    """Images of one split, as float32 HxW arrays in [0, 1] at the evaluation size."""
+
+    source_images: list[np.ndarray]
+    source_pair_ids: list[str | None]
+    target_images: list[np.ndarray]
+    # pair_id -> the target-class image of that pose in the split (lowest frame index)
+    target_by_pair: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def pil_to_unit_float(image: Any) -> np.ndarray:
+    """A decoded dataset image (PIL: L, I;16, I or anything convertible to L) as float32 in [0, 1]."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size: INTER_AREA when shrinking (the builder's convention), bicubic when enlarging."""
+    if image.shape == (size, size):
+        return image.astype(np.float32)
+    shrinking = size < max(image.shape)
+    resized = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def load_evaluation_data(
+    dataset: str, split: str, source: str, target: str, image_size: int, max_images: int | None = None
+) -> EvaluationData:
+    """Load the source- and target-class images of one split of an X-DigiSkull-style dataset.
+
+    Args:
+        dataset: a local dataset folder or Hub id readable by `datasets.load_dataset`.
+        split: the split to evaluate on.
+        source: class name of the images to translate.
+        target: class name to translate into (its images are the realism reference).
+        image_size: side every image is resized to.
+        max_images: keep at most this many images of each class (the first ones, in dataset order).
+    """
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset, split=split)
+    except Exception as error:  # not found, offline, unknown split: name what was asked for
+        raise ValueError(f"could not load split {split!r} of dataset {dataset!r}: {error}") from error
+    for column in ("image", "label"):
+        if column not in ds.column_names:
+            raise ValueError(f"dataset {dataset!r} has no {column!r} column (columns: {', '.join(ds.column_names)})")
+    names = list(ds.features["label"].names)
+    for role, name in (("source", source), ("target", target)):
+        if name not in names:
+            raise ValueError(f"{role} class {name!r} is not in dataset {dataset!r}; its classes: {', '.join(names)}")
+    labels = ds["label"]
+    pair_ids = ds["pair_id"] if "pair_id" in ds.column_names else [None] * len(ds)
+    frame_indices = ds["frame_index"] if "frame_index" in ds.column_names else [0] * len(ds)
+
+    def rows_of(name: str) -> list[int]:
+        return [i for i, label in enumerate(labels) if label == names.index(name)]
+
+    source_rows, all_target_rows = rows_of(source), rows_of(target)
+    if not source_rows:
+        raise ValueError(f"split {split!r} of {dataset!r} has no {source!r} images")
+    if not all_target_rows:
+        raise ValueError(f"split {split!r} of {dataset!r} has no {target!r} images")
+    if max_images:
+        source_rows = source_rows[:max_images]
+    target_rows = all_target_rows[:max_images] if max_images else all_target_rows
+    # the paired reference of a pose: its target-class row with the lowest frame index, searched
+    # among all target rows (not only the realism reference kept by max_images)
+    pair_row: dict[str, int] = {}
+    for row in all_target_rows:
+        pair = pair_ids[row]
+        if pair is not None and (pair not in pair_row or frame_indices[row] < frame_indices[pair_row[pair]]):
+            pair_row[pair] = row
+    wanted_pairs = {pair_ids[row] for row in source_rows} & set(pair_row)
+
+    def images_of(rows: list[int]) -> list[np.ndarray]:
+        return [resize_square(pil_to_unit_float(row["image"]), image_size) for row in ds.select(rows)] if rows else []
+
+    paired_rows = sorted(pair_row[pair] for pair in wanted_pairs)
+    paired_images = dict(zip(paired_rows, images_of(paired_rows)))
+    return EvaluationData(
+        source_images=images_of(source_rows),
+        source_pair_ids=[pair_ids[row] for row in source_rows],
+        target_images=images_of(target_rows),
+        target_by_pair={pair: paired_images[pair_row[pair]] for pair in wanted_pairs},
+    )
+
+
+def load_ground_truth(directory: Path, pair_id: str, target: str, image_size: int) -> np.ndarray | None:
+    """The phantom's noise-free render ``<directory>/<pair_id>_<target>.png`` (16- or 8-bit grey),
+    resized to image_size with INTER_AREA; None when the file does not exist."""
+    path = directory / f"{pair_id}_{target}.png"
+    if not path.is_file():
+        return None
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        raise ValueError(f"{path} is not a grey PNG")
+    scale = 65535.0 if raw.dtype == np.uint16 else 255.0
+    return resize_square(raw.astype(np.float32) / scale, image_size)
+
+
+# ---------------------------------------------------------------------------------------------- backbones
+
+
+@dataclass
+class Backbones:
+    """Which networks the metrics run on; their names go into the report."""
+
+    distribution: FeatureBackbone  # Fréchet distance, coverage, density
+    embedding: FeatureBackbone  # CMMD (CLIP) or its offline stand-in
+    lpips: LPIPS | None  # None: LPIPS is not computed
+
+    @property
+    def is_paper_protocol(self) -> bool:
+        """True when FD and CMMD run on the paper's backbones (FID Inception, CLIP ViT-L/14-336)."""
+        return self.distribution.name == "inception-v3-fid" and self.embedding.name == "clip-vit-l14-336"
+
+    def describe(self) -> dict[str, str | None]:
+        return {
+            "fd": self.distribution.name,
+            "coverage": self.distribution.name,
+            "density": self.distribution.name,
+            "cmmd": self.embedding.name,
+            "lpips": self.lpips.name if self.lpips is not None else None,
+        }
+
+
+def build_backbones(
+    pipe: Any,
+    inception_weights: str | None = None,
+    clip_model: str | None = None,
+    lpips_alexnet: str | None = None,
+    lpips_weights: str | None = None,
+    device: str = "cpu",
+) -> Backbones:
+    """Load the requested published backbones; fall back to the pipeline's VAE encoder for the
+    distribution metrics when Inception / CLIP are not given. LPIPS needs both of its files."""
+    from medshift.metrics.vae_features import VAELatentFeatures
+
+    offline: FeatureBackbone | None = None
+    if inception_weights is None or clip_model is None:
+        offline = VAELatentFeatures(pipe.vae, resolution=pipe.config.resolution)
+    if inception_weights is not None:
+        from medshift.metrics.inception import InceptionFeatures
+
+        distribution: FeatureBackbone = InceptionFeatures.from_pretrained(inception_weights, device=device)
+    else:
+        distribution = offline
+    if clip_model is not None:
+        from medshift.metrics.clip import CLIPFeatures
+
+        embedding: FeatureBackbone = CLIPFeatures.from_pretrained(clip_model, device=device)
+    else:
+        embedding = offline
+    lpips = None
+    if (lpips_alexnet is None) != (lpips_weights is None):
+        raise ValueError("LPIPS needs both --lpips-alexnet (AlexNet trunk) and --lpips-weights (LPIPS lin layers)")
+    if lpips_alexnet is not None:
+        lpips = LPIPS.from_pretrained(lpips_alexnet, lpips_weights).to(device)
+    return Backbones(distribution=distribution, embedding=embedding, lpips=lpips)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    """One row of the table: a method, and its tau (None for identity)."""
+
+    method: str
+    tau: float | None
+
+    @property
+    def label(self) -> str:
+        name = METHOD_LABELS[self.method]
+        return name if self.tau is None else f"{name} (τ={self.tau:g})"
+
+
+def plan_runs(taus: list[float], baselines: list[str]) -> list[Run]:
+    """Identity first (unranked reference), then MedShift and SDEdit from high to low tau (Table 1 order)."""
+    ordered = sorted(taus, reverse=True)
+    runs = [Run("identity", None)] if "identity" in baselines else []
+    runs += [Run("medshift", tau) for tau in ordered]
+    if "sdedit" in baselines:
+        runs += [Run("sdedit", tau) for tau in ordered]
+    return runs
+
+
+def translate_images(
+    pipe: Any,
+    images: list[np.ndarray],
+    run: Run,
+    source: str,
+    target: str,
+    seed: int,
+    batch_size: int,
+    num_inference_steps: int | None,
+    guidance_scale: float | None,
+    progress: tqdm | None = None,
+) -> list[np.ndarray]:
+    """Translate `images` with the pipeline as `run` says; image i always gets the noise of
+    generator seed `seed + i`, so results do not depend on the batch size."""
+    if run.method == "identity":
+        if progress is not None:
+            progress.update(len(images))
+        return [image.copy() for image in images]
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        generators = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(len(batch))]
+        result = pipe(
+            image=np.stack(batch),
+            target=target,
+            source=source,
+            tau=run.tau,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            encode="noise" if run.method == "sdedit" else "ode",
+            generator=generators,
+            output_type="np",
+        ).images
+        outputs.extend(np.asarray(image, dtype=np.float32).squeeze() for image in result)
+        if progress is not None:
+            progress.update(len(batch))
+    return outputs
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def score_run(
+    translations: list[np.ndarray],
+    sources: list[np.ndarray],
+    target_features: np.ndarray,
+    target_embeddings: np.ndarray,
+    backbones: Backbones,
+    references: list[np.ndarray | None],
+    k: int = DEFAULT_K,
+) -> dict[str, Any]:
+    """All metrics of one run. `references[i]` is the paired ground truth of image i (or None)."""
+    scores: dict[str, Any] = {}
+    features = backbones.distribution(translations)
+    scores["fd"] = frechet_distance_from_features(target_features, features) if len(features) >= 2 else None
+    if len(target_features) > k:
+        scores.update(density_and_coverage(target_features, features, k=k))
+    else:
+        scores.update(coverage=None, density=None)
+    embeddings = features if backbones.embedding is backbones.distribution else backbones.embedding(translations)
+    scores["cmmd"] = cmmd(target_embeddings, embeddings)
+    # structure: each translation against its own source image
+    scores["ssim"] = _mean([ssim(t, s) for t, s in zip(translations, sources)])
+    scores["psnr"] = _mean([psnr(t, s) for t, s in zip(translations, sources)])
+    scores["lpips"] = float(backbones.lpips.distance(translations, sources).mean()) if backbones.lpips is not None else None
+    # paired ground truth: the real-domain render of the same pose
+    paired = [(t, r) for t, r in zip(translations, references) if r is not None]
+    scores["paired"] = {
+        "count": len(paired),
+        "ssim": _mean([ssim(t, r) for t, r in paired]),
+        "psnr": _mean([psnr(t, r) for t, r in paired]),
+        "lpips": float(backbones.lpips.distance(*zip(*paired)).mean()) if paired and backbones.lpips is not None else None,
+    }
+    return scores
+
+
+def run_evaluation(
+    model: str,
+    dataset: str = "x-digiskull",
+    source: str = "synthetic_low",
+    target: str = "real_normal",
+    taus: list[float] = list(DEFAULT_TAUS),
+    baselines: list[str] = list(BASELINES),
+    split: str = "test",
+    seed: int = 0,
+    ground_truth: Path | None = None,
+    image_size: int | None = None,
+    max_images: int | None = None,
+    batch_size: int = 8,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    inception_weights: str | None = None,
+    clip_model: str | None = None,
+    lpips_alexnet: str | None = None,
+    lpips_weights: str | None = None,
+    device: str = "cpu",
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a saved MedShiftPipeline; returns the content of ``results.json`` (see module docstring)."""
+    from medshift import MedShiftPipeline
+
+    for tau in taus:
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"every tau must lie in (0, 1], got {tau}")
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+    if ground_truth is not None and not Path(ground_truth).is_dir():
+        raise ValueError(f"--ground-truth {ground_truth} is not a directory")
+    torch.manual_seed(seed)
+    try:
+        pipe = MedShiftPipeline.from_pretrained(model).to(device)
+    except Exception as error:  # missing folder, offline Hub, wrong files: all reported the same way
+        raise ValueError(f"could not load a MedShiftPipeline from {model!r}: {error}") from error
+    pipe.set_progress_bar_config(disable=True)  # one overall bar instead of one per ODE solve
+    for role, name in (("source", source), ("target", target)):
+        if name not in pipe.config.class_names:
+            raise ValueError(f"{role} class {name!r} is not one of the model's classes: {', '.join(pipe.config.class_names)}")
+    size = int(image_size or pipe.config.resolution)
+    data = load_evaluation_data(dataset, split, source, target, size, max_images)
+    if ground_truth is not None:
+        references = [
+            load_ground_truth(Path(ground_truth), pair, target, size) if pair is not None else None
+            for pair in data.source_pair_ids
+        ]
+        reference_origin = f"phantom ground truth {ground_truth}/<pair_id>_{target}.png"
+    else:
+        references = [data.target_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
+        reference_origin = f"{target} image of the same pair_id in split {split!r}"
+
+    backbones = build_backbones(pipe, inception_weights, clip_model, lpips_alexnet, lpips_weights, device)
+    target_features = backbones.distribution(data.target_images)
+    target_embeddings = (
+        target_features if backbones.embedding is backbones.distribution else backbones.embedding(data.target_images)
+    )
+
+    runs = plan_runs(list(taus), list(baselines))
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=len(runs) * len(data.source_images), desc="evaluate", unit="img", disable=not show_progress) as bar:
+        for run in runs:
+            bar.set_postfix_str(run.label)
+            translations = translate_images(
+                pipe, data.source_images, run, source, target, seed, batch_size, num_inference_steps, guidance_scale, bar
+            )
+            scores = score_run(translations, data.source_images, target_features, target_embeddings, backbones, references)
+            rows.append({"method": run.method, "label": run.label, "tau": run.tau, "ranked": run.method != "identity", **scores})
+
+    ranked = [row for row in rows if row["ranked"]]
+    if ranked and all(row["fd"] is not None and row["ssim"] is not None for row in ranked):
+        for row, ranks in zip(ranked, table1_ranks(ranked)):
+            row.update(ranks)
+    for row in rows:
+        row.setdefault("realism_rank", None)
+        row.setdefault("structure_rank", None)
+        row.setdefault("average_rank", None)
+
+    return {
+        "config": {
+            "model": str(model),
+            "dataset": dataset,
+            "split": split,
+            "source": source,
+            "target": target,
+            "taus": sorted(taus, reverse=True),
+            "baselines": list(baselines),
+            "seed": seed,
+            "image_size": size,
+            "num_inference_steps": num_inference_steps or pipe.scheduler.config.num_inference_steps,
+            "guidance_scale": pipe.config.default_guidance_scale if guidance_scale is None else guidance_scale,
+            "solver": pipe.scheduler.config.solver,
+            "coverage_k": DEFAULT_K,
+            "paired_reference": reference_origin,
+        },
+        "backbones": backbones.describe(),
+        "paper_protocol_backbones": backbones.is_paper_protocol,
+        "counts": {
+            "source_images": len(data.source_images),
+            "target_images": len(data.target_images),
+            "paired": sum(r is not None for r in references),
+        },
+        "rows": rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.{digits}f}"
+
+
+def _rank(value: float | None) -> str:
+    return "--" if value is None else f"{value:g}"
+
+
+def column_names(backbones: dict[str, str | None]) -> dict[str, str]:
+    """Table headers that say what was measured: CFID / CMMD only on the paper's backbones."""
+    fd = "CFID" if str(backbones["fd"]).startswith("inception") else f"FD [{backbones['fd']}]"
+    mmd = "CMMD" if str(backbones["cmmd"]).startswith("clip") else f"MMD [{backbones['cmmd']}]"
+    return {"fd": fd, "cmmd": mmd}
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """``report.md``: the Table 1 layout with ranks, the paired ground-truth table, and what was measured how."""
+    config, names, counts = results["config"], column_names(results["backbones"]), results["counts"]
+    lines = [
+        f"# MedShift evaluation: {config['source']} → {config['target']}",
+        "",
+        f"Model `{config['model']}` · dataset `{config['dataset']}`, split `{config['split']}` · "
+        f"{counts['source_images']} {config['source']} images translated, {counts['target_images']} "
+        f"{config['target']} reference images · {config['image_size']}×{config['image_size']} px · "
+        f"{config['num_inference_steps']} steps ({config['solver']}), guidance {config['guidance_scale']:g} · seed {config['seed']}",
+        "",
+        "## Realism and structure (Table 1 layout)",
+        "",
+        f"| Type | Method | {names['fd']} ↓ | Cov. ↑ | {names['cmmd']} ↓ | Rank ↓ | LPIPS ↓ | SSIM ↑ | Rank ↓ | Avg. Rank ↓ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        lines.append(
+            f"| {METHOD_TYPES[row['method']]} | {row['label']} | {_fmt(row['fd'])} | {_fmt(row['coverage'])} | "
+            f"{_fmt(row['cmmd'])} | {_rank(row['realism_rank'])} | {_fmt(row['lpips'])} | {_fmt(row['ssim'])} | "
+            f"{_rank(row['structure_rank'])} | {_rank(row['average_rank'])} |"
+        )
+    backbones = results["backbones"]
+    lpips_text = f"`{backbones['lpips']}`" if backbones["lpips"] else "not computed (pass --lpips-alexnet and --lpips-weights)"
+    lines += [
+        "",
+        f"- Backbones: Fréchet distance and coverage (k = {config['coverage_k']}) on `{backbones['fd']}` features; "
+        f"MMD (Gaussian RBF, σ = 10, ×1000, on L2-normalised features) on `{backbones['cmmd']}`; LPIPS: {lpips_text}.",
+    ]
+    if any(str(name).startswith("vae-latent") for name in backbones.values()):
+        lines.append(
+            "- **Not the paper's backbones**: `vae-latent` features come from the evaluated pipeline's own VAE "
+            "encoder. These numbers compare the rows of this table with each other; they are not FID/CFID/CMMD "
+            "and cannot be compared with the paper's values."
+        )
+    lines += [
+        "- Structure (LPIPS, SSIM) compares each translation with its own source image. "
+        "Ranks follow the paper's Table 1: realism rank by the Fréchet distance, structure rank by SSIM "
+        "(competition ranks on values rounded to two decimals), average rank = mean of the two. "
+        "The identity row is the unranked reference, as the paper's \"Synthetic Images\" row.",
+        "- SDEdit uses the same network, reaching z_τ by noising the source latent instead of inverting the flow.",
+        "",
+        "## Paired ground truth",
+        "",
+        f"Each translation against the {config['target']} render of the same pose ({config['paired_reference']}); "
+        f"{counts['paired']} of {counts['source_images']} source images have one.",
+        "",
+        "| Method | SSIM ↑ | PSNR ↑ (dB) | LPIPS ↓ |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        paired = row["paired"]
+        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} | {_fmt(paired['lpips'], 3)} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_tau_sweep(results: dict[str, Any], path: Path) -> None:
+    """Realism (Fréchet distance, lower is more realistic) against structure (SSIM to the source):
+    one curve per method, points labelled by tau, identity as a single marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = column_names(results["backbones"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    for method, marker, offset in (("medshift", "o", (5, 5)), ("sdedit", "s", (5, -11))):
+        points = [r for r in results["rows"] if r["method"] == method and r["fd"] is not None and r["ssim"] is not None]
+        if not points:
+            continue
+        points.sort(key=lambda r: r["tau"])
+        ax.plot([p["fd"] for p in points], [p["ssim"] for p in points], marker=marker, label=METHOD_LABELS[method])
+        for p in points:
+            ax.annotate(f"τ={p['tau']:g}", (p["fd"], p["ssim"]), textcoords="offset points", xytext=offset, fontsize=8)
+    for row in results["rows"]:
+        if row["method"] == "identity" and row["fd"] is not None:
+            ax.scatter([row["fd"]], [row["ssim"]], marker="*", s=140, color="black", label=row["label"], zorder=3)
+    ax.set_xlabel(f"{names['fd']} to {results['config']['target']} (lower: more realistic)")
+    ax.set_ylabel("SSIM to source (higher: more structure kept)")
+    ax.set_title(f"τ sweep: {results['config']['source']} → {results['config']['target']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """Yield a temporary file name next to `path`; rename it onto `path` only when the block succeeds."""
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no infinity (PSNR of identical images): write null, the report shows ∞
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    """Write ``report.md``, ``results.json`` and ``tau_sweep.png`` into `out` (each atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "results.json") as tmp:
+        Path(tmp).write_text(json.dumps(_json_safe(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_path(out / "report.md") as tmp:
+        Path(tmp).write_text(render_report(results), encoding="utf-8")
+    plot_tau_sweep(results, out / "tau_sweep.png")
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def _parse_taus(text: str) -> list[float]:
+    try:
+        taus = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers such as 0.3,0.45,0.6, got {text!r}", param_hint="--taus")
+    if not taus or any(not 0.0 < tau <= 1.0 for tau in taus):
+        raise typer.BadParameter(f"every tau must lie in (0, 1], got {text!r}", param_hint="--taus")
+    return taus
+
+
+def _parse_baselines(text: str) -> list[str]:
+    baselines = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise typer.BadParameter(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}", param_hint="--baselines")
+    return baselines
+
+
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Saved MedShiftPipeline folder (or Hub id) to evaluate.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, results.json and tau_sweep.png.")],
+    dataset: Annotated[str, typer.Option(help="Dataset folder or Hub id readable by datasets.load_dataset.")] = "x-digiskull",
+    source: Annotated[str, typer.Option(help="Class of the images to translate.")] = "synthetic_low",
+    target: Annotated[str, typer.Option(help="Class to translate into; its images are the realism reference.")] = "real_normal",
+    taus: Annotated[str, typer.Option(help="Comma-separated tau values for MedShift and SDEdit.")] = "0.3,0.45,0.6",
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines: identity, sdedit (empty for none).")] = "identity,sdedit",
+    split: Annotated[str, typer.Option(help="Dataset split to evaluate on.")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed of the SDEdit noise; results are deterministic for a seed.")] = 0,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(help="Phantom ground_truth/ folder (<pair_id>_<class>.png); default: the target image of the same pair_id."),
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side images are evaluated at (default: the model's resolution).")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Use at most this many images per class (quick runs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 8,
+    steps: Annotated[int | None, typer.Option(help="num_inference_steps for the pipeline (default: the model's).")] = None,
+    guidance_scale: Annotated[float | None, typer.Option(help="Guidance scale (default: the model's).")] = None,
+    inception_weights: Annotated[
+        str | None, typer.Option(help="FID Inception weights (pt_inception-2015-12-05 .pth file or URL) for CFID.")
+    ] = None,
+    clip_model: Annotated[
+        str | None, typer.Option(help="CLIP vision model for CMMD: Hub id (openai/clip-vit-large-patch14-336), folder or weights file.")
+    ] = None,
+    lpips_alexnet: Annotated[str | None, typer.Option(help="torchvision AlexNet weights (file or URL) for LPIPS.")] = None,
+    lpips_weights: Annotated[str | None, typer.Option(help="LPIPS v0.1 alex.pth lin weights (file or URL).")] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+) -> None:
+    """Evaluate a MedShift model with the paper's Table 1 protocol, a tau sweep and paired ground truth."""
+    tau_values = _parse_taus(taus)
+    baseline_names = _parse_baselines(baselines)
+    if batch_size < 1:
+        raise typer.BadParameter(f"must be >= 1, got {batch_size}", param_hint="--batch-size")
+    try:
+        results = run_evaluation(
+            model=model, dataset=dataset, source=source, target=target, taus=tau_values, baselines=baseline_names,
+            split=split, seed=seed, ground_truth=ground_truth, image_size=image_size, max_images=max_images,
+            batch_size=batch_size, num_inference_steps=steps, guidance_scale=guidance_scale,
+            inception_weights=inception_weights, clip_model=clip_model, lpips_alexnet=lpips_alexnet,
+            lpips_weights=lpips_weights, device=device,
+        )  # fmt: skip
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    write_outputs(results, out)
+    typer.echo(render_report(results))
+    typer.echo(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'tau_sweep.png'}")
