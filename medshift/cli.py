@@ -14,6 +14,7 @@ app = typer.Typer(
     help="MedShift: sim-to-real X-ray translation with class-conditional latent flow matching.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold a Hub token
 )
 app.command()(translate)
 app.command()(train)

@@ -14,6 +14,7 @@ app = typer.Typer(
     help="Build the X-DigiSkull sim-to-real skull X-ray dataset from raw exports, and publish it.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold a Hub token
 )
 app.command()(phantom)
 app.command()(build)

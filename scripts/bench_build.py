@@ -1,0 +1,170 @@
+"""Benchmark `xdigiskull build`: images per second and peak memory for 1024x1024 12-bit DICOM -> 780x780 PNG.
+
+Writes N single-frame XA files like the phantom's Azurion exports (12-bit, dark shutter bands with matching
+shutter tags, a window) under a scratch folder, then builds them and prints the figures. To reach 20k files
+without 40 GB of disk, a pool of distinct files is hard-linked under N names (every file is still read and
+decoded in full; the page cache serves the repeats, as it would on a warm archive).
+
+    python scripts/bench_build.py --n 1000 --n 5000 --num-proc 2
+
+Goal (issue 4): >= 150 images/s on 2 cores, peak RSS < 1 GiB and flat from 1k to 20k images.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pydicom
+import typer
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
+
+from xdigiskull.build import build_dataset
+from xdigiskull.processing import BuildOptions
+
+DOSES = ("low", "normal", "exposure")
+
+
+def write_pool(folder: Path, count: int, side: int = 1024, seed: int = 0) -> list[Path]:
+    """`count` distinct 12-bit XA files with shutters, each its own view (so splits have groups to deal)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    paths = []
+    for index in range(count):
+        r2 = ((yy - side / 2) / (side / 3)) ** 2 + ((xx - side / 2) / (side / 3.4)) ** 2
+        image = 2600 - 1400 * np.exp(-r2 * (1 + 0.1 * index)) + 60 * rng.standard_normal((side, side), dtype=np.float32)
+        pixels = np.clip(image, 0, 4095).astype(np.uint16)
+        band = side // 12
+        pixels[:band] = pixels[-band:] = 30
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = XRayAngiographicImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.Modality = "XA"
+        ds.PatientName = "Bench^Patient"
+        ds.Rows = ds.Columns = side
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.WindowCenter, ds.WindowWidth = 2048, 4096
+        ds.KVP, ds.XRayTubeCurrent, ds.ExposureTime = 70, 10, 8
+        ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = float(index * 7 % 180 - 90), 0.0
+        ds.ShutterShape = "RECTANGULAR"
+        ds.ShutterLeftVerticalEdge, ds.ShutterRightVerticalEdge = 1, side
+        ds.ShutterUpperHorizontalEdge, ds.ShutterLowerHorizontalEdge = band + 1, side - band
+        ds.PixelData = pixels.tobytes()
+        path = folder / f"pool-{index:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def make_raw(folder: Path, pool: list[Path], n: int) -> None:
+    """N files under azurion/<dose>/, hard links to the pool (copies where links are not possible)."""
+    for index in range(n):
+        target = folder / "azurion" / DOSES[index % 3] / f"run-{index:06d}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = pool[index % len(pool)]
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the pool's workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class PeakMemory:
+    """Samples the RSS of this process and of all its children (the build's workers) every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak_total = 0
+        self.peak_main = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                main = me.memory_info().rss
+                total = main + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak_main = max(self.peak_main, main)
+            self.peak_total = max(self.peak_total, total)
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main(
+    n: list[int] = typer.Option([1000], "--n", help="Number of images (repeat the option for several runs)."),
+    num_proc: int = typer.Option(2, help="Build worker processes."),
+    distinct: int = typer.Option(64, help="Distinct DICOM files behind the N names."),
+    workdir: Path = typer.Option(None, help="Scratch folder [default: a temporary folder, removed afterwards]."),
+) -> None:
+    """Print images/s and peak RSS of `build_dataset` for each N."""
+    scratch = Path(workdir or tempfile.mkdtemp(prefix="bench-build-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        pool_dir = scratch / "pool"
+        pool_dir.mkdir(exist_ok=True)
+        started = time.perf_counter()
+        pool = write_pool(pool_dir, distinct)
+        print(f"pool: {distinct} distinct 1024x1024 12-bit DICOM files in {time.perf_counter() - started:.1f} s")
+        print(f"cpus: {os.cpu_count()}, num_proc: {num_proc} (timings are noisy when the machine is shared)")
+        for count in n:
+            raw = scratch / f"raw-{count}"
+            shutil.rmtree(raw, ignore_errors=True)
+            make_raw(raw, pool, count)
+            out = scratch / f"out-{count}"
+            cpu_before = _cpu_seconds()
+            with PeakMemory() as memory:
+                started = time.perf_counter()
+                summary = build_dataset(
+                    raw, out, options=BuildOptions(), num_proc=num_proc, progress=False, report=scratch / f"report-{count}.json"
+                )
+                seconds = time.perf_counter() - started
+            cpu_ms = 1000 * (_cpu_seconds() - cpu_before) / max(1, summary.frames_written)
+            size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
+            print(
+                f"N={count}: {summary.frames_written} images in {seconds:.1f} s = {summary.frames_written / seconds:.1f} images/s; "
+                f"peak RSS main {memory.peak_main / 2**20:.0f} MiB, main+workers {memory.peak_total / 2**20:.0f} MiB; "
+                f"shards {size / 2**20:.0f} MiB"
+            )
+            # wall time suffers when other jobs share the cores; CPU time per image much less so
+            print(
+                f"N={count}: CPU time {cpu_ms:.1f} ms per image (main + workers) -> "
+                f"{num_proc * 1000 / cpu_ms:.0f} images/s on {num_proc} uncontended cores"
+            )
+            shutil.rmtree(raw)
+            shutil.rmtree(out)
+    finally:
+        if workdir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,130 @@
+"""Write dataset rows to Hub-style parquet shards: ``data/<split>-NNNNN-of-MMMMM.parquet``.
+
+Images arrive already PNG-encoded and go into the ``image`` struct column (``bytes``, ``path=None``)
+the way `datasets.Image` stores them, so no image is decoded or re-encoded here. The schema carries
+the `datasets.Features` in its ``huggingface`` metadata, so even a bare shard loads with a ClassLabel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xdigiskull.classes import CLASS_NAMES
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+TECHNICAL_COLUMNS: tuple[str, ...] = ("kvp", "tube_current_ma", "exposure_time_ms", "pixel_spacing_mm", "frame_time_ms")
+# datasets' own choice for image data: small row groups keep streaming memory low
+ROW_GROUP_SIZE = 100
+DEFAULT_MAX_SHARD_BYTES = 500 * 1000 * 1000
+
+
+def dataset_features() -> datasets.Features:
+    """The X-DigiSkull features (column order is the order of the parquet columns)."""
+    features = {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        "domain": datasets.Value("string"),
+        "dose": datasets.Value("string"),
+        "view": datasets.Value("string"),
+        "primary_angle": datasets.Value("float32"),
+        "secondary_angle": datasets.Value("float32"),
+        "pair_id": datasets.Value("string"),
+        "frame_index": datasets.Value("int32"),
+        "source_id": datasets.Value("string"),
+    }
+    features.update({name: datasets.Value("float32") for name in TECHNICAL_COLUMNS})
+    return datasets.Features(features)
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    """``data/<split>-NNNNN-of-MMMMM.parquet`` (POSIX, relative to the dataset folder)."""
+    return f"data/{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+class SplitWriter:
+    """Appends rows of one split to parquet shards of at most `max_shard_bytes` (of image bytes).
+
+    Shards are written under temporary names and get their final ``-of-MMMMM`` names in `close`,
+    once the shard count is known.
+
+    Args:
+        root: dataset folder (shards go to ``root/data``).
+        split: split name.
+        max_shard_bytes: start a new shard once a shard holds this many bytes.
+    """
+
+    def __init__(self, root: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
+        self.root = Path(root)
+        self.split = split
+        self.max_shard_bytes = max_shard_bytes
+        self.features = dataset_features()
+        self.schema = self.features.arrow_schema
+        self.num_rows = 0
+        self.num_bytes = 0
+        self._shard_paths: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._shard_bytes = 0
+        self._pending: list[dict] = []
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict) -> None:
+        """Add one row: a dict with every feature; ``image`` is the PNG bytes."""
+        self._pending.append(row)
+        self._shard_bytes += len(row["image"])
+        self.num_bytes += len(row["image"])
+        self.num_rows += 1
+        if len(self._pending) >= ROW_GROUP_SIZE:
+            self._flush()
+        if self._shard_bytes >= self.max_shard_bytes:
+            self._flush()
+            self._close_shard()
+
+    def _open_shard(self) -> None:
+        path = self.root / "data" / f"{self.split}-{len(self._shard_paths):05d}.parquet.partial"
+        self._shard_paths.append(path)
+        # no statistics on image bytes (useless, and large); no timestamps anywhere: shards are reproducible
+        self._writer = pq.ParquetWriter(
+            path,
+            self.schema,
+            compression="none",  # PNG bytes do not compress; plain pages keep the de-identification auditable
+            write_statistics=[name for name in self.schema.names if name != "image"],
+        )
+        self._shard_bytes = sum(len(r["image"]) for r in self._pending)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._open_shard()
+        columns = {name: [row[name] for row in self._pending] for name in self.schema.names}
+        columns["image"] = [{"bytes": data, "path": None} for data in columns["image"]]
+        table = pa.Table.from_pydict(columns, schema=self.schema)
+        assert self._writer is not None
+        self._writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        self._pending = []
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._shard_bytes = 0
+
+    def close(self) -> list[str]:
+        """Flush, close and rename the shards; returns their final relative names.
+
+        A split without rows gets no shard (and is left out of the card: `datasets` rejects empty splits).
+        """
+        self._flush()
+        self._close_shard()
+        total = len(self._shard_paths)
+        names = []
+        for index, partial in enumerate(self._shard_paths):
+            name = shard_name(self.split, index, total)
+            os.replace(partial, self.root / name)
+            names.append(name)
+        return names
