@@ -1,0 +1,119 @@
+"""Architectures MedShift uses, as plain config dicts.
+
+Each function returns a dict for `diffusers.AutoencoderKL(**cfg)` or `diffusers.UNet2DModel(**cfg)`.
+Keeping them as dicts (not subclasses) means every checkpoint is a stock diffusers model that
+loads without this package.
+
+Sizes were chosen on a 2-core CPU (fp32, random weights):
+
+- `demo_vae_config`: 5.3M parameters, one grey channel, 4 latent channels, 8x downsampling.
+- `demo_unet_config`: 2.7M parameters, channels (32, 64, 128), attention only at the coarsest level
+  (attention at the 100x100 latent level would dominate the cost for little gain).
+- `paper_unet_config`: 72.7M parameters, channels (128, 256, 256, 512), the paper-sized UNet,
+  still an order of magnitude smaller than Stable Diffusion 1.5's 860M UNet.
+- `sd_vae_config`: the Stable Diffusion VAE architecture (83.7M), e.g. for `stabilityai/sd-vae-ft-mse`.
+
+Every UNet has `num_class_embeds = len(CLASS_NAMES) + 1`: the five X-DigiSkull classes plus the
+null class used for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdigiskull.classes import CLASS_NAMES
+
+# five classes + the null (unconditional) class, whose index is len(CLASS_NAMES)
+NUM_CLASS_EMBEDS = len(CLASS_NAMES) + 1
+LATENT_CHANNELS = 4
+
+
+def _up_block_types(down_block_types: tuple[str, ...]) -> tuple[str, ...]:
+    """The decoder mirrors the encoder: reversed order, Down -> Up."""
+    return tuple(block.replace("Down", "Up") for block in reversed(down_block_types))
+
+
+def demo_vae_config(in_channels: int = 1) -> dict[str, Any]:
+    """Small single-channel AutoencoderKL (5.3M parameters, 8x downsampling) trainable on a CPU.
+
+    Args:
+        in_channels: image channels (1 for grey X-rays).
+    """
+    return {
+        "in_channels": in_channels,
+        "out_channels": in_channels,
+        "latent_channels": LATENT_CHANNELS,
+        "block_out_channels": (32, 64, 128, 128),
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "act_fn": "silu",
+        "sample_size": 256,
+        # refined after training by measuring the latent standard deviation; 1.0 is a neutral start
+        "scaling_factor": 1.0,
+    }
+
+
+def sd_vae_config(in_channels: int = 3) -> dict[str, Any]:
+    """The Stable Diffusion 1.x VAE architecture (83.7M parameters, 8x downsampling).
+
+    Args:
+        in_channels: 3 matches pretrained weights such as `stabilityai/sd-vae-ft-mse` (the pipeline
+            replicates grey to RGB and averages back); 1 gives a grey variant to train from scratch.
+    """
+    return {
+        "in_channels": in_channels,
+        "out_channels": in_channels,
+        "latent_channels": LATENT_CHANNELS,
+        "block_out_channels": (128, 256, 512, 512),
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "act_fn": "silu",
+        "sample_size": 256,
+        "scaling_factor": 0.18215,
+    }
+
+
+def demo_unet_config(sample_size: int = 32) -> dict[str, Any]:
+    """Small class-conditional UNet (2.7M parameters, 2 downsamplings) for CPU training.
+
+    Args:
+        sample_size: latent side used in training (informative only: the UNet is fully convolutional).
+    """
+    down = ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
+    return {
+        "sample_size": sample_size,
+        "in_channels": LATENT_CHANNELS,
+        "out_channels": LATENT_CHANNELS,
+        "block_out_channels": (32, 64, 128),
+        "down_block_types": down,
+        "up_block_types": _up_block_types(down),
+        "layers_per_block": 1,
+        "attention_head_dim": 32,
+        "norm_num_groups": 32,
+        "num_class_embeds": NUM_CLASS_EMBEDS,
+    }
+
+
+def paper_unet_config(sample_size: int = 96) -> dict[str, Any]:
+    """Paper-sized class-conditional UNet (72.7M parameters, 3 downsamplings).
+
+    Args:
+        sample_size: latent side used in training (informative only: the UNet is fully convolutional).
+    """
+    down = ("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
+    return {
+        "sample_size": sample_size,
+        "in_channels": LATENT_CHANNELS,
+        "out_channels": LATENT_CHANNELS,
+        "block_out_channels": (128, 256, 256, 512),
+        "down_block_types": down,
+        "up_block_types": _up_block_types(down),
+        "layers_per_block": 2,
+        "attention_head_dim": 64,
+        "norm_num_groups": 32,
+        "num_class_embeds": NUM_CLASS_EMBEDS,
+    }

@@ -1,0 +1,133 @@
+"""Small pieces both training commands share: checkpoints, the loss log, image grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    """Where the training state at `step` is saved: OUTPUT/checkpoints/checkpoint-STEP."""
+    return Path(output_dir) / "checkpoints" / f"checkpoint-{step}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under OUTPUT/checkpoints, oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    found = []
+    if root.is_dir():
+        for child in root.iterdir():
+            match = CHECKPOINT_PATTERN.match(child.name)
+            # training_state.json is written last, so its presence marks a complete checkpoint
+            if match and (child / "training_state.json").exists():
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
+    """`--resume latest` -> newest checkpoint in OUTPUT (None when there is none yet); a path -> that checkpoint."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1][1] if found else None
+    path = Path(resume)
+    if not (path / "training_state.json").exists():
+        raise ValueError(f"--resume {resume!r} is not a complete checkpoint folder (no training_state.json)")
+    return path
+
+
+def read_training_state(checkpoint: Path) -> dict:
+    """The small JSON saved next to accelerate's state: step and the settings it was trained with."""
+    return json.loads((checkpoint / "training_state.json").read_text())
+
+
+def write_training_state(checkpoint: Path, state: dict) -> None:
+    """Write training_state.json atomically; it marks the checkpoint as complete."""
+    temporary = checkpoint / "training_state.json.tmp"
+    temporary.write_text(json.dumps(state, indent=2))
+    os.replace(temporary, checkpoint / "training_state.json")
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all)."""
+    if keep <= 0:
+        return
+    for _, path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class TimeBudget:
+    """Wall-clock limit of one training run (`--max-minutes`), e.g. for a lent GPU or a cluster slot.
+
+    Every process takes the same decision (the flag is max-reduced across them), so no rank stops
+    early and leaves the others waiting in a collective.
+    """
+
+    def __init__(self, max_minutes: float | None, accelerator) -> None:
+        if max_minutes is not None and max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {max_minutes}")
+        self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
+        self.accelerator = accelerator
+        self.started = time.perf_counter()
+
+    def exhausted(self) -> bool:
+        if self.max_seconds is None:
+            return False
+        over = torch.tensor([float(time.perf_counter() - self.started > self.max_seconds)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(over, reduction="max").item())
+
+
+class LossLog:
+    """Append-only CSV log (OUTPUT/<name>.csv). On resume, rows after the resumed step are dropped
+    so the log never shows a step twice."""
+
+    def __init__(self, path: str | Path, fields: list[str], resume_step: int | None = None):
+        self.path = Path(path)
+        self.fields = fields
+        if resume_step is None or not self.path.exists():
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(fields)
+        else:
+            with self.path.open(newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+            with self.path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, **row: float | int) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a LossLog CSV as floats."""
+    with Path(path).open(newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def save_grid(rows: list[list[np.ndarray]], path: str | Path, gap: int = 4) -> Path:
+    """Save a grid of grey [0, 1] images (rows x columns, all the same size) as an 8-bit PNG."""
+    height, width = rows[0][0].shape
+    columns = max(len(row) for row in rows)
+    canvas = np.ones((len(rows) * (height + gap) - gap, columns * (width + gap) - gap), dtype=np.float32)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            top, left = r * (height + gap), c * (width + gap)
+            canvas[top : top + height, left : left + width] = np.clip(image, 0.0, 1.0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="L").save(path)
+    return path

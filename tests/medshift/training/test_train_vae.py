@@ -1,0 +1,44 @@
+"""`train-vae`: the reconstruction loss falls and the latents come out with unit variance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+
+from medshift.training.data import load_split, prepare_example
+from medshift.training.latents import encode_grey
+from medshift.training.train_vae import VaeTrainConfig, run_vae_training
+
+
+def test_vae_learns_and_sets_the_scaling_factor(tiny_dataset, tmp_path, tiny_vae_config):
+    result = run_vae_training(
+        VaeTrainConfig(
+            dataset=str(tiny_dataset),
+            output_dir=str(tmp_path / "vae"),
+            resolution=64,
+            crop_size=32,
+            vae_config=tiny_vae_config,
+            max_steps=40,
+            learning_rate=2e-3,
+            warmup_steps=2,
+            checkpoint_every=0,
+            num_sample_images=2,
+            show_progress=False,
+        )
+    )
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+
+    vae = AutoencoderKL.from_pretrained(str(tmp_path / "vae"))
+    assert (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").exists()
+    assert (tmp_path / "vae" / "samples" / "reconstructions.png").exists()
+    # scaling_factor = 1 / std of the training latents, so the scaled latents have unit spread
+    data = load_split(str(tiny_dataset), "train")
+    pixels = torch.stack([prepare_example(example, 64)["pixel_values"] for example in data])
+    assert float(encode_grey(vae.eval(), pixels).std()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_crop_larger_than_resolution_is_refused(tiny_dataset, tmp_path, tiny_vae_config):
+    with pytest.raises(ValueError, match="crop_size"):
+        run_vae_training(VaeTrainConfig(dataset=str(tiny_dataset), output_dir=str(tmp_path), resolution=32, crop_size=64, vae_config=tiny_vae_config))
