@@ -40,15 +40,15 @@ REPO = Path(__file__).resolve().parents[1]
 # (VAE ~1.5 s/step at 128² crops, batch 4; UNet ~0.1 s/step on 32² latents, batch 8).
 PRESETS: dict[str, dict[str, int | float | str]] = {
     "cpu": {
-        "views": 24, "resolution": 256,
+        "views": 24, "build_size": 780, "resolution": 256,
         "vae_steps": 350, "vae_crop": 128, "vae_batch": 4, "vae_lr": 5e-4, "vae_minutes": 0.0,
         "unet_steps": 5000, "unet_batch": 8, "unet_lr": 3e-4, "unet_schedule": "cosine", "unet_minutes": 0.0,
     },
     # one lent H100 for ~10 minutes: 512² images, both stages stopped by their wall-clock budget
     "gpu": {
-        "views": 48, "resolution": 512,
-        "vae_steps": 50000, "vae_crop": 256, "vae_batch": 16, "vae_lr": 5e-4, "vae_minutes": 3.0,
-        "unet_steps": 200000, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 5.0,
+        "views": 48, "build_size": 512, "resolution": 512,
+        "vae_steps": 50000, "vae_crop": 256, "vae_batch": 16, "vae_lr": 5e-4, "vae_minutes": 2.5,
+        "unet_steps": 200000, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 4.5,
     },
 }  # fmt: skip
 
@@ -131,7 +131,7 @@ def main() -> None:
         run_stage(
             "build",
             [python, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(dataset), "--labels", str(raw / "manifest.csv"),
-             "--frames", "all", "--seed", str(args.seed)],
+             "--frames", "all", "--size", str(settings["build_size"]), "--seed", str(args.seed)],
             timings,
             env,
         )  # fmt: skip
