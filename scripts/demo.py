@@ -84,7 +84,7 @@ def main() -> None:
         image = image / (65535.0 if image.max() > 255 else 255.0)
         panels = [image]
         for tau in TAUS:
-            translated = pipe(image, target="real_normal", tau=tau, generator=generator, output_type="np").images[0]
+            translated = pipe(image, target="real_normal", source="synthetic_low", tau=tau, generator=generator, output_type="np").images[0]
             panels.append(np.asarray(translated).squeeze())
         truth = cv2.imread(str(raw / "ground_truth" / f"{sources[r]['pair_id']}_real_normal.png"), cv2.IMREAD_UNCHANGED)
         truth = cv2.resize(truth, image.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32) / 65535.0
