@@ -68,6 +68,18 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, max_steps: int, kind: str, keep: int) -> None:
+    """Full training state (weights, optimiser, LR schedule, EMA, RNGs) at `step`, then keep the newest `keep`."""
+    path = checkpoint_dir(output_dir, step)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path))  # every process writes its own RNG state
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_training_state(path, {"step": step, "max_steps": max_steps, "kind": kind})
+        prune_checkpoints(output_dir, keep)
+    accelerator.wait_for_everyone()
+
+
 class TimeBudget:
     """Wall-clock limit of one training run (`--max-minutes`), e.g. for a lent GPU or a cluster slot.
 

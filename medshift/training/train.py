@@ -36,12 +36,10 @@ from medshift.flow_matching import drop_labels, sample_path
 from medshift.training.common import (
     LossLog,
     TimeBudget,
-    checkpoint_dir,
-    prune_checkpoints,
     read_training_state,
     resolve_resume,
+    save_checkpoint,
     save_grid,
-    write_training_state,
 )
 from medshift.training.data import (
     NULL_LABEL,
@@ -339,7 +337,7 @@ def run_training(config: TrainConfig) -> TrainResult:
             log.write(step=global_step, loss=step_loss, lr=lr_scheduler.get_last_lr()[0], seconds=round(time.perf_counter() - started, 3))
 
         if config.checkpoint_every > 0 and (global_step % config.checkpoint_every == 0 or global_step == config.max_steps):
-            save_checkpoint(accelerator, config, global_step)
+            save_checkpoint(accelerator, config.output_dir, global_step, config.max_steps, "unet", config.checkpoints_total_limit)
         if sample_examples and config.sample_every > 0 and global_step % config.sample_every == 0 and global_step < config.max_steps:
             with torch.no_grad():
                 ema_unet = ema_copy(accelerator.unwrap_model(unet), ema)
@@ -350,7 +348,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     if global_step < config.max_steps and config.checkpoint_every > 0 and global_step % config.checkpoint_every:
         # stopped by --max-minutes: keep the state so that --resume can carry on from here
         accelerator.print(f"time budget of {config.max_minutes} min used up at step {global_step}")
-        save_checkpoint(accelerator, config, global_step)
+        save_checkpoint(accelerator, config.output_dir, global_step, config.max_steps, "unet", config.checkpoints_total_limit)
 
     accelerator.wait_for_everyone()
     trained = accelerator.unwrap_model(unet)
@@ -371,18 +369,6 @@ def ema_copy(unet: UNet2DModel, ema: EMAModel) -> UNet2DModel:
     copy = UNet2DModel.from_config(unet.config).to(next(unet.parameters()).device)
     ema.copy_to(copy.parameters())
     return copy.eval().requires_grad_(False)
-
-
-def save_checkpoint(accelerator: Accelerator, config: TrainConfig, step: int) -> None:
-    """Full training state (weights, optimiser, LR schedule, EMA, RNGs) at `step`, then prune old ones."""
-    path = checkpoint_dir(config.output_dir, step)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(path))  # every process writes its own RNG state
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_training_state(path, {"step": step, "max_steps": config.max_steps, "kind": "unet"})
-        prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
 
 
 def train(

@@ -34,12 +34,10 @@ from tqdm.auto import tqdm
 from medshift.training.common import (
     LossLog,
     TimeBudget,
-    checkpoint_dir,
-    prune_checkpoints,
     read_training_state,
     resolve_resume,
+    save_checkpoint,
     save_grid,
-    write_training_state,
 )
 from medshift.training.data import (
     StreamingXDigiSkullImages,
@@ -236,14 +234,7 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
         if log is not None and (global_step % config.log_every == 0 or global_step == config.max_steps):
             log.write(step=global_step, lr=lr_scheduler.get_last_lr()[0], seconds=round(time.perf_counter() - started, 3), **values)
         if config.checkpoint_every > 0 and (global_step % config.checkpoint_every == 0 or global_step == config.max_steps):
-            path = checkpoint_dir(output_dir, global_step)
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(path))
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                write_training_state(path, {"step": global_step, "max_steps": config.max_steps, "kind": "vae"})
-                prune_checkpoints(output_dir, config.checkpoints_total_limit)
-            accelerator.wait_for_everyone()
+            save_checkpoint(accelerator, output_dir, global_step, config.max_steps, "vae", config.checkpoints_total_limit)
         if budget.exhausted():  # checked after a step, so every run trains at least one
             break
     progress.close()
