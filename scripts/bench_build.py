@@ -82,11 +82,11 @@ def make_raw(folder: Path, pool: list[Path], n: int) -> None:
             shutil.copyfile(source, target)
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (the pool's workers)."""
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process, and of its finished children (the pool's workers)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 class PeakMemory:
@@ -147,7 +147,9 @@ def main(
                     raw, out, options=BuildOptions(), num_proc=num_proc, progress=False, report=scratch / f"report-{count}.json"
                 )
                 seconds = time.perf_counter() - started
-            cpu_ms = 1000 * (_cpu_seconds() - cpu_before) / max(1, summary.frames_written)
+            cpu_after = _cpu_seconds()
+            main_ms, workers_ms = (1000 * (a - b) / max(1, summary.frames_written) for a, b in zip(cpu_after, cpu_before))
+            cpu_ms = main_ms + workers_ms
             size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
             print(
                 f"N={count}: {summary.frames_written} images in {seconds:.1f} s = {summary.frames_written / seconds:.1f} images/s; "
@@ -156,7 +158,7 @@ def main(
             )
             # wall time suffers when other jobs share the cores; CPU time per image much less so
             print(
-                f"N={count}: CPU time {cpu_ms:.1f} ms per image (main + workers) -> "
+                f"N={count}: CPU time {cpu_ms:.1f} ms per image (main {main_ms:.1f} + workers {workers_ms:.1f}) -> "
                 f"{num_proc * 1000 / cpu_ms:.0f} images/s on {num_proc} uncontended cores"
             )
             shutil.rmtree(raw)

@@ -24,12 +24,12 @@ import typer
 from tqdm.auto import tqdm
 
 from xdigiskull.card import CardInputs, make_sample_grid, write_card
-from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.classes import CLASS_NAMES, SPLITS
 from xdigiskull.deid import DEFAULT_SALT
 from xdigiskull.labels import LabelError, LabelInfo, Labeler, make_labeler
 from xdigiskull.processing import BuildOptions, FileTask, label_file, process_file, process_files, scan_files, worker_init
 from xdigiskull.reading import is_supported_path, select_frames
-from xdigiskull.writer import DEFAULT_MAX_SHARD_BYTES, SPLITS, SplitWriter
+from xdigiskull.writer import DEFAULT_MAX_SHARD_BYTES, SplitWriter
 
 # files in a raw folder that are notes, not images: not listed in the report at all
 IGNORED_SUFFIXES: frozenset[str] = frozenset({".csv", ".yaml", ".yml", ".json", ".txt", ".md", ".log"})

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from typing import TYPE_CHECKING
+
 import cv2
-import datasets
 import numpy as np
 import yaml
 
-from xdigiskull.classes import CLASS_NAMES, split_class_name
-from xdigiskull.writer import SPLITS, dataset_features
+from xdigiskull.classes import CLASS_NAMES, SPLITS, split_class_name
+from xdigiskull.writer import dataset_features
+
+if TYPE_CHECKING:
+    import datasets
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "dataset_card" / "README.template.md"
 LICENSE = "cc-by-4.0"
@@ -52,6 +56,7 @@ class CardInputs:
 
 def features_yaml(features: datasets.Features) -> list[dict]:
     """`dataset_info.features` in the Hub's YAML form (name + dtype, class labels with their names)."""
+    import datasets  # imported late, like in `xdigiskull.writer`
     entries = []
     for name, feature in features.items():
         if isinstance(feature, datasets.ClassLabel):

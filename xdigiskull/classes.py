@@ -14,6 +14,9 @@ CLASS_NAMES: tuple[str, ...] = (
     "real_exposure",
 )
 
+# the dataset's splits, in the order the card and the builder list them
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
 DOMAINS: tuple[str, ...] = ("synthetic", "real")
 
 # dose levels each domain was acquired at (X-DigiSkull paper, Fig. 2)

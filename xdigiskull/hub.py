@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from huggingface_hub import CommitOperationAdd, HfApi
 
 
 def check_dataset_folder(folder: Path) -> list[str]:
@@ -51,6 +50,8 @@ def push_to_hub(
     Raises:
         ValueError: the folder is not a built dataset, or `repo_id` is not ``ORG/NAME``.
     """
+    from huggingface_hub import CommitOperationAdd, HfApi  # the CLI starts faster without it
+
     folder = Path(folder)
     files = check_dataset_folder(folder)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):

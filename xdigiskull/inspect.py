@@ -9,8 +9,7 @@ import typer
 from tqdm.auto import tqdm
 
 from xdigiskull.card import GRID_COLUMNS, make_sample_grid
-from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.writer import SPLITS
+from xdigiskull.classes import CLASS_NAMES, SPLITS
 
 
 def dataset_counts(folder: str | Path) -> dict[str, dict[str, int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -48,7 +49,7 @@ def prepare_frame(
     Raises:
         SourceError: empty or all-black frame, no exposed field, field too small.
     """
-    low, high = float(frame.min()), float(frame.max())
+    low, high = cv2.minMaxLoc(frame)[:2]  # one pass, where numpy takes two
     if high < MIN_DYNAMIC_RANGE:
         raise SourceError("all-black-frame", "frame is all black")
     if high - low < MIN_DYNAMIC_RANGE:
@@ -65,7 +66,8 @@ def prepare_frame(
             f"exposed field square is {crop.side} pixels, smaller than the target {size} (use --allow-upscale)",
         )
     image = crop_and_resize(frame, crop, size)
-    if float(image.max()) - float(image.min()) < MIN_DYNAMIC_RANGE:
+    low, high = cv2.minMaxLoc(image)[:2]
+    if high - low < MIN_DYNAMIC_RANGE:
         raise SourceError("empty-field", "the exposed field holds a single value")
     return PreparedFrame(image, field, crop)
 

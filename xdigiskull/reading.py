@@ -192,18 +192,19 @@ def dicom_to_display(raw: np.ndarray, ds: Dataset, photometric: str, notes: list
     if "ModalityLUTSequence" in ds:
         values = pydicom.pixels.apply_modality_lut(raw, ds).astype(np.float32, copy=False)
     else:
-        values = raw.astype(np.float32)
+        values = raw  # stays integer when there is no rescale: the window converts it in one pass
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
         if slope != 1.0 or intercept != 0.0:
-            values = values * np.float32(slope) + np.float32(intercept)
+            values = raw * np.float32(slope)
+            values += np.float32(intercept)
 
     if "VOILUTSequence" in ds:
         # a LUT is indexed by integer modality values
         lut_in = np.rint(values).astype(np.int32)
         lut_out = pydicom.pixels.apply_voi_lut(lut_in, ds, prefer_lut=True).astype(np.float32, copy=False)
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        display = lut_out / np.float32(2**bits - 1)
+        display = np.clip(lut_out / np.float32(2**bits - 1), 0.0, 1.0)
     elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         center = _first_value(ds.WindowCenter)
         width = _first_value(ds.WindowWidth)
@@ -214,7 +215,7 @@ def dicom_to_display(raw: np.ndarray, ds: Dataset, photometric: str, notes: list
 
     if photometric == "MONOCHROME1":
         display = np.float32(1.0) - display
-    return np.clip(display, 0.0, 1.0, out=display)
+    return display  # every branch above clips to [0, 1]
 
 
 def _first_value(value) -> float:
@@ -231,6 +232,7 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
         function: VOI LUT Function: LINEAR, LINEAR_EXACT or SIGMOID.
     """
     if function == "SIGMOID":
+        values = values.astype(np.float32, copy=False)
         return (1.0 / (1.0 + np.exp(-4.0 * (values - np.float32(center)) / np.float32(width)))).astype(np.float32)
     if function == "LINEAR_EXACT":
         low, span = center - width / 2.0, width
@@ -238,7 +240,8 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
         width = max(width, 1.0)
         low, span = center - 0.5 - (width - 1.0) / 2.0, width - 1.0
     span = max(span, 1e-6)
-    display = (values - np.float32(low)) * np.float32(1.0 / span)
+    display = np.subtract(values, np.float32(low), dtype=np.float32)  # integer input converts here, in one pass
+    display *= np.float32(1.0 / span)
     return np.clip(display, 0.0, 1.0, out=display)
 
 
@@ -252,7 +255,8 @@ def robust_window(values: np.ndarray) -> np.ndarray:
     low, high = np.percentile(sample, ROBUST_WINDOW_PERCENTILES)
     if high <= low:
         high = low + 1.0
-    display = (values - np.float32(low)) * np.float32(1.0 / (high - low))
+    display = np.subtract(values, np.float32(low), dtype=np.float32)
+    display *= np.float32(1.0 / (high - low))
     return np.clip(display, 0.0, 1.0, out=display)
 
 

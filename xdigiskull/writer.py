@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.classes import CLASS_NAMES, SPLITS
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["DEFAULT_MAX_SHARD_BYTES", "SPLITS", "SplitWriter", "dataset_features", "shard_name"]
 TECHNICAL_COLUMNS: tuple[str, ...] = ("kvp", "tube_current_ma", "exposure_time_ms", "pixel_spacing_mm", "frame_time_ms")
 # datasets' own choice for image data: small row groups keep streaming memory low
 ROW_GROUP_SIZE = 100
@@ -25,6 +28,7 @@ DEFAULT_MAX_SHARD_BYTES = 500 * 1000 * 1000
 
 def dataset_features() -> datasets.Features:
     """The X-DigiSkull features (column order is the order of the parquet columns)."""
+    import datasets  # here, not at the top: a second of start-up that the build's worker processes do not need
     features = {
         "image": datasets.Image(),
         "label": datasets.ClassLabel(names=list(CLASS_NAMES)),

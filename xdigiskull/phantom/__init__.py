@@ -8,18 +8,34 @@ truth for every pose and class.
 or `xdigiskull phantom raw --views 10`.
 """
 
-from xdigiskull.phantom.anatomy import HeadPhantom, make_head
-from xdigiskull.phantom.dicom_writer import planted_identifiers
-from xdigiskull.phantom.export import MANIFEST_COLUMNS, generate_exports
-from xdigiskull.phantom.geometry import STANDARD_VIEWS, View, cone_beam
+from __future__ import annotations
 
-__all__ = [
-    "MANIFEST_COLUMNS",
-    "STANDARD_VIEWS",
-    "HeadPhantom",
-    "View",
-    "cone_beam",
-    "generate_exports",
-    "make_head",
-    "planted_identifiers",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xdigiskull.phantom.anatomy import HeadPhantom, make_head
+    from xdigiskull.phantom.dicom_writer import planted_identifiers
+    from xdigiskull.phantom.export import MANIFEST_COLUMNS, generate_exports
+    from xdigiskull.phantom.geometry import STANDARD_VIEWS, View, cone_beam
+
+# name -> submodule; loaded on first use (PEP 562) so that `xdigiskull` commands that do not render the
+# phantom (and the build's worker processes) start without SciPy and the renderer
+_EXPORTS = {
+    "HeadPhantom": "anatomy",
+    "make_head": "anatomy",
+    "planted_identifiers": "dicom_writer",
+    "MANIFEST_COLUMNS": "export",
+    "generate_exports": "export",
+    "STANDARD_VIEWS": "geometry",
+    "View": "geometry",
+    "cone_beam": "geometry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from xdigiskull.phantom.export import generate_exports
-
 
 def phantom(
     out_dir: Annotated[Path, typer.Argument(help="Output folder for simulator/, azurion/, ground_truth/ and "
@@ -31,6 +29,8 @@ def phantom(
                                                                               "ones.")] = 1.5,
 ) -> None:
     """Render the skull phantom as simulator screen captures and Azurion-like DICOM runs, with ground truth."""
+    from xdigiskull.phantom.export import generate_exports  # scipy and the renderer load only when used
+
     start = time.perf_counter()
     out = generate_exports(out_dir, views=views, seed=seed, detector=detector, frames=frames, catheter=catheter,
                            jitter_deg=jitter, workers=workers)
