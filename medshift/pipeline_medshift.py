@@ -224,9 +224,9 @@ class MedShiftPipeline(DiffusionPipeline):
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
-    def size_multiple(self) -> int:
-        """Image sides must be multiples of this: VAE downsampling times the UNet's downsamplings."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+    def latent_multiple(self) -> int:
+        """Latent sides the UNet accepts are multiples of this (2 to the number of its downsamplings)."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     # ------------------------------------------------------------------ saving and loading
 
@@ -411,9 +411,9 @@ class MedShiftPipeline(DiffusionPipeline):
         scale = processing_resolution / max(height, width)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Pad (N, 1, H, W) at the bottom/right to multiples of `size_multiple` (reflect where possible)."""
-        m = self.size_multiple
+    @staticmethod
+    def _pad(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Pad (N, C, H, W) at the bottom/right to multiples of `m` (reflect where possible); returns the old size."""
         h, w = x.shape[-2:]
         ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
         if ph or pw:
@@ -475,7 +475,8 @@ class MedShiftPipeline(DiffusionPipeline):
                 trained on and cost does not grow with the input; fine detail above the training
                 resolution is therefore not reproduced. Pass the image's own size to process at full
                 resolution instead (slower; the model then sees anatomy at an unfamiliar scale).
-                Inside, the image is padded (reflect) to a multiple of `size_multiple` and cropped back.
+                Inside, the image is padded (reflect) to a multiple of the VAE's downsampling factor, its
+                latents to a multiple of `latent_multiple` for the UNet, and both are cropped back.
 
         Returns:
             `ImagePipelineOutput` with `images`, or `(images,)` when `return_dict=False`.
@@ -558,13 +559,16 @@ class MedShiftPipeline(DiffusionPipeline):
             size = self._processing_size(height, width, processing_resolution)
             if size != (height, width):
                 pixels = F.interpolate(pixels, size=size, mode="area" if size[0] < height else "bicubic")
-            pixels, crop = self._pad(pixels)
+            # the VAE sees the image padded to its own factor only (780 -> 784, not 832): it is the costly part,
+            # and the UNet's larger multiple is met by padding the latents instead
+            pixels, crop = self._pad(pixels, self.vae_scale_factor)
             latents = self.encode_images(pixels)
             if tau < 1.0:
                 group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
+                latents, latent_crop = self._pad(latents, self.latent_multiple)
                 latents = self._translate_latents(
                     latents, tau, steps, source_labels[indices], target_labels[indices], guidance_scale, solver, encode, group_generator
-                )
+                )[..., : latent_crop[0], : latent_crop[1]]
             result = self.decode_latents(latents)[..., : crop[0], : crop[1]]
             if tuple(result.shape[-2:]) != (height, width):
                 result = F.interpolate(result, size=(height, width), mode="bicubic" if height > size[0] else "area")

@@ -6,6 +6,7 @@ without 40 GB of disk, a pool of distinct files is hard-linked under N names (ev
 decoded in full; the page cache serves the repeats, as it would on a warm archive).
 
     python scripts/bench_build.py --n 1000 --n 5000 --num-proc 2
+    python scripts/bench_build.py --n 0 --stages     # where a worker's time goes, step by step
 
 Goal (issue 4): >= 150 images/s on 2 cores, peak RSS < 1 GiB and flat from 1k to 20k images.
 """
@@ -119,11 +120,55 @@ class PeakMemory:
         self._thread.join()
 
 
+def stage_times(files: list[Path], rounds: int = 2) -> dict[str, float]:
+    """Milliseconds per image of each step of a build, on one core, in this process.
+
+    Calls the builder's own functions in the order a worker does (the last round is reported, so
+    imports and first-call costs are left out).
+    """
+    import hashlib
+    import io
+
+    import cv2
+
+    from xdigiskull.deid import detect_corner_text, technical_values
+    from xdigiskull.labels import make_labeler
+    from xdigiskull.prepare import prepare_frame
+    from xdigiskull.processing import encode_png, label_file
+    from xdigiskull.reading import dicom_to_display
+
+    cv2.setNumThreads(1)
+    labeler = make_labeler("folders", files[0].parent)
+    times: dict[str, float] = {}
+
+    def clock(name, function, *args, **kwargs):
+        started = time.perf_counter()
+        result = function(*args, **kwargs)
+        times[name] = times.get(name, 0.0) + time.perf_counter() - started
+        return result
+
+    for _ in range(rounds):
+        times.clear()
+        for path in files:
+            clock("label (header read)", label_file, "azurion/normal/x.dcm", str(path), labeler)
+            data = clock("read file", path.read_bytes)
+            clock("SHA-256", lambda: hashlib.sha256(data).hexdigest())
+            ds = clock("parse header", pydicom.dcmread, io.BytesIO(data))
+            raw = clock("decode pixels", pydicom.pixels.pixel_array, ds)
+            display = clock("window", dicom_to_display, raw, ds, "MONOCHROME2", [])
+            clock("technical tags", technical_values, ds)
+            prepared = clock("field + crop + resize", prepare_frame, display, ds, 780)
+            clock("burned-in text check", detect_corner_text, prepared.image)
+            clock("PNG encode", encode_png, prepared.image, 8)
+    return {name: 1000 * seconds / len(files) for name, seconds in times.items()}
+
+
 def main(
     n: list[int] = typer.Option([1000], "--n", help="Number of images (repeat the option for several runs)."),
     num_proc: int = typer.Option(2, help="Build worker processes."),
     distinct: int = typer.Option(64, help="Distinct DICOM files behind the N names."),
     workdir: Path = typer.Option(None, help="Scratch folder [default: a temporary folder, removed afterwards]."),
+    stages: bool = typer.Option(False, "--stages", help="Also time each step of a worker on one core."),
 ) -> None:
     """Print images/s and peak RSS of `build_dataset` for each N."""
     scratch = Path(workdir or tempfile.mkdtemp(prefix="bench-build-"))
@@ -135,7 +180,11 @@ def main(
         pool = write_pool(pool_dir, distinct)
         print(f"pool: {distinct} distinct 1024x1024 12-bit DICOM files in {time.perf_counter() - started:.1f} s")
         print(f"cpus: {os.cpu_count()}, num_proc: {num_proc} (timings are noisy when the machine is shared)")
-        for count in n:
+        if stages:
+            figures = stage_times(pool)
+            print("one core, ms per image: " + ", ".join(f"{name} {ms:.2f}" for name, ms in figures.items())
+                  + f"; total {sum(figures.values()):.1f}")
+        for count in (count for count in n if count > 0):  # --n 0: only the --stages figures
             raw = scratch / f"raw-{count}"
             shutil.rmtree(raw, ignore_errors=True)
             make_raw(raw, pool, count)

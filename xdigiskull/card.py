@@ -8,6 +8,7 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from xdigiskull.writer import dataset_features
 if TYPE_CHECKING:
     import datasets
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "dataset_card" / "README.template.md"
+TEMPLATE_NAME = "README.template.md"
 LICENSE = "cc-by-4.0"
 LICENSE_NAME = "Creative Commons Attribution 4.0 (CC BY 4.0)"
 GRID_TILE = 192
@@ -105,12 +106,21 @@ def card_yaml(inputs: CardInputs) -> str:
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120).rstrip("\n")
 
 
-def render_card(inputs: CardInputs, template_path: Path = TEMPLATE_PATH) -> str:
+def template_path() -> Path:
+    """The card template: ``dataset_card/`` at the root of a checkout (editable installs, source runs);
+    a wheel installs the same folder as the data package ``xdigiskull.dataset_card``."""
+    checkout = Path(__file__).resolve().parent.parent / "dataset_card" / TEMPLATE_NAME
+    if checkout.is_file():
+        return checkout
+    return Path(str(importlib.resources.files("xdigiskull.dataset_card") / TEMPLATE_NAME))
+
+
+def render_card(inputs: CardInputs, template: Path | None = None) -> str:
     """Fill the card template.
 
     Args:
         inputs: the build's facts.
-        template_path: the template (``$name`` placeholders).
+        template: the template (``$name`` placeholders); default `template_path()`.
     """
     from xdigiskull import __version__
 
@@ -138,7 +148,7 @@ def render_card(inputs: CardInputs, template_path: Path = TEMPLATE_PATH) -> str:
         "fingerprint": inputs.fingerprint,
         "license_name": LICENSE_NAME,
     }
-    return Template(template_path.read_text(encoding="utf-8")).substitute(values)
+    return Template((template or template_path()).read_text(encoding="utf-8")).substitute(values)
 
 
 def write_card(path: Path, inputs: CardInputs) -> None:

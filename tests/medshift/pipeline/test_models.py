@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
 
-from medshift.models import demo_unet_config, demo_vae_config, paper_unet_config, sd_vae_config
+from medshift.models import demo_unet_config, demo_vae_config, paper_unet_config, sd_vae_config, tile_vae
 from xdigiskull.classes import CLASS_NAMES
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "medshift-xdigiskull-demo"
 
 
 def millions(model: torch.nn.Module) -> float:
@@ -39,3 +43,46 @@ def test_paper_unet_is_class_conditional():
     config = paper_unet_config()
     assert config["num_class_embeds"] == len(CLASS_NAMES) + 1
     assert config["in_channels"] == config["out_channels"] == sd_vae_config()["latent_channels"]
+
+
+@pytest.fixture(scope="module")
+def vae() -> AutoencoderKL:
+    return AutoencoderKL(**demo_vae_config())
+
+
+@pytest.mark.parametrize("tiles", [1, 2, 3, 4])
+@pytest.mark.parametrize("overlap", [8, 64, 80, 128])
+def test_tiles_cover_the_image_exactly(vae, tiles, overlap):
+    for size in range(64, 1700, 8):
+        _check_tiling(vae, size, tiles, overlap)
+
+
+def _check_tiling(vae: AutoencoderKL, size: int, tiles: int, overlap: int) -> None:
+    tile_vae(vae, size, tiles, overlap)
+    factor = 8
+    stride = int(vae.tile_latent_min_size * (1 - vae.tile_overlap_factor))
+    blend = int(vae.tile_latent_min_size * vae.tile_overlap_factor)
+    assert vae.use_tiling
+    assert blend * factor >= overlap  # at least the asked overlap, in whole latent cells
+    latent_side = -(-size // factor)
+    assert len(range(0, latent_side, stride)) <= tiles  # at most `tiles` tile starts per side ...
+    assert stride * tiles >= latent_side  # ... and together they cover the image
+    # pixel-space figures are the latent ones times the downsampling factor, as diffusers needs them
+    assert int(vae.tile_sample_min_size * (1 - vae.tile_overlap_factor)) == stride * factor
+    assert int(vae.tile_sample_min_size * vae.tile_overlap_factor) == blend * factor
+
+
+def test_tiled_round_trip_keeps_the_size_and_nearly_the_quality():
+    """With trained weights (the shipped demo VAE), 2 x 2 blended tiles reconstruct about as well as one pass."""
+    vae = AutoencoderKL.from_pretrained(DEMO_CHECKPOINT, subfolder="vae").eval()
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
+    checks = ((xx * 8).floor() + (yy * 8).floor()) % 2  # edges that cross the tile seams
+    image = (0.8 * torch.exp(-(xx**2 + yy**2) * 3) - 0.4 + 0.2 * checks)[None, None]
+    with torch.no_grad():
+        whole = vae.decode(vae.encode(image).latent_dist.mean).sample
+        tile_vae(vae, 256, tiles_per_side=2, overlap=32)
+        latents = vae.encode(image).latent_dist.mean
+        tiled = vae.decode(latents).sample
+    assert latents.shape == (1, 4, 32, 32)
+    assert tiled.shape == image.shape
+    assert (tiled - image).abs().mean() < 1.25 * (whole - image).abs().mean()

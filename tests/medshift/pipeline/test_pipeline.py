@@ -363,3 +363,22 @@ def test_push_to_hub_uploads_safetensors_and_card(monkeypatch, tiny_pipeline):
     card = ModelCard(uploaded["card"])
     assert card.data.library_name == "diffusers" and "| SSIM | 0.9 |" in card.text
     assert 'from_pretrained("user/medshift-tiny")' in card.text
+
+
+def test_vae_sees_its_own_padding_and_the_unet_its_own(tiny_pipeline):
+    """72 px: the VAE works on 72 px (a multiple of 8), the UNet on a 10-cell latent (9 padded to even)."""
+    seen = {"vae": [], "unet": []}
+    hooks = [
+        tiny_pipeline.vae.encoder.register_forward_pre_hook(lambda m, args: seen["vae"].append(tuple(args[0].shape[-2:]))),
+        tiny_pipeline.vae.decoder.register_forward_pre_hook(lambda m, args: seen["vae"].append(tuple(args[0].shape[-2:]))),
+        tiny_pipeline.unet.register_forward_pre_hook(lambda m, args: seen["unet"].append(tuple(args[0].shape[-2:]))),
+    ]
+    try:
+        out = tiny_pipeline(skull_like(72, 72), target="real_normal", tau=0.5, num_inference_steps=2,
+                            processing_resolution=72, output_type="np").images
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert out.shape == (1, 72, 72, 1)
+    assert seen["vae"] == [(72, 72), (9, 9)]  # encoder input in pixels, decoder input in latent cells
+    assert seen["unet"] and set(seen["unet"]) == {(10, 10)}
