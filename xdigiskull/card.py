@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-
 from typing import TYPE_CHECKING
 
 import cv2

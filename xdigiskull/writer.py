@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xdigiskull.classes import CLASS_NAMES, SPLITS
+from xdigiskull.classes import CLASS_NAMES
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["DEFAULT_MAX_SHARD_BYTES", "SPLITS", "SplitWriter", "dataset_features", "shard_name"]
 TECHNICAL_COLUMNS: tuple[str, ...] = ("kvp", "tube_current_ma", "exposure_time_ms", "pixel_spacing_mm", "frame_time_ms")
 # datasets' own choice for image data: small row groups keep streaming memory low
 ROW_GROUP_SIZE = 100
