@@ -153,7 +153,7 @@ def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelE
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=labeler.header_tags)
         except Exception:  # unreadable headers are reported precisely when the file is read for its pixels
             ds = None
     try:

@@ -148,12 +148,19 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes: list[str] = []
 
+    # Unsigned data: decode to a read-only view (no copy) and mask the unused high bits ourselves, only
+    # when some pixel sets them; pydicom's correction copies and shifts every frame. Signed data keeps
+    # pydicom's correction, which also extends the sign.
+    unsigned = int(ds.get("PixelRepresentation", 0) or 0) == 0
+    options = {"view_only": True, "correct_unused_bits": False} if unsigned else {}
     out: list[np.ndarray] = []
     for index in indices:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom warns about things we report ourselves
-                raw = pydicom.pixels.pixel_array(ds, index=index if num_frames > 1 else None)
+                raw = pydicom.pixels.pixel_array(ds, index=index if num_frames > 1 else None, **options)
+            if unsigned:
+                raw = _mask_unused_bits(raw, ds)
         except NotImplementedError as error:
             raise SourceError(
                 "unsupported-transfer-syntax", f"no installed decoder for transfer syntax {syntax_name}: {error}"
@@ -165,6 +172,17 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
 
     del ds.PixelData  # the header travels back to the builder; the pixels already did
     return SourceImage(out, indices, num_frames, ds, digest, sorted(set(notes)))
+
+
+def _mask_unused_bits(raw: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Clear the bits above Bits Stored of unsigned integer pixels (PS3.5 8.1.1: their content is undefined)."""
+    bits_stored = int(ds.get("BitsStored", 0) or 0)
+    if raw.dtype.kind != "u" or not 0 < bits_stored < 8 * raw.dtype.itemsize:
+        return raw
+    limit = (1 << bits_stored) - 1
+    if raw.max(initial=0) <= limit:  # the usual case: nothing to clear, no copy
+        return raw
+    return np.bitwise_and(raw, raw.dtype.type(limit))
 
 
 def dicom_to_display(raw: np.ndarray, ds: Dataset, photometric: str, notes: list[str]) -> np.ndarray:

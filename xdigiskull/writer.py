@@ -90,12 +90,15 @@ class SplitWriter:
     def _open_shard(self) -> None:
         path = self.root / "data" / f"{self.split}-{len(self._shard_paths):05d}.parquet.partial"
         self._shard_paths.append(path)
-        # no statistics on image bytes (useless, and large); no timestamps anywhere: shards are reproducible
+        # no statistics or dictionary for image bytes: useless for PNGs, and hashing them costs more than
+        # writing them; no timestamps anywhere: shards are reproducible
+        other_columns = [name for name in self.schema.names if name != "image"]
         self._writer = pq.ParquetWriter(
             path,
             self.schema,
             compression="none",  # PNG bytes do not compress; plain pages keep the de-identification auditable
-            write_statistics=[name for name in self.schema.names if name != "image"],
+            write_statistics=other_columns,
+            use_dictionary=other_columns,
         )
         self._shard_bytes = sum(len(r["image"]) for r in self._pending)
 
@@ -104,9 +107,17 @@ class SplitWriter:
             return
         if self._writer is None:
             self._open_shard()
-        columns = {name: [row[name] for row in self._pending] for name in self.schema.names}
-        columns["image"] = [{"bytes": data, "path": None} for data in columns["image"]]
-        table = pa.Table.from_pydict(columns, schema=self.schema)
+        # column by column: three times faster than Table.from_pydict, which walks an image dict per row
+        image_type = self.schema.field("image").type
+        images = pa.StructArray.from_arrays(
+            [pa.array([row["image"] for row in self._pending], pa.binary()), pa.nulls(len(self._pending), pa.string())],
+            fields=list(image_type),
+        )
+        columns = [
+            images if name == "image" else pa.array([row[name] for row in self._pending], self.schema.field(name).type)
+            for name in self.schema.names
+        ]
+        table = pa.Table.from_arrays(columns, schema=self.schema)
         assert self._writer is not None
         self._writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
         self._pending = []

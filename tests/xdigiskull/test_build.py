@@ -100,6 +100,18 @@ def test_crops_match_the_exposed_fields(built, raw_export, tmp_path):
     assert got[0].mean() > 40 and got[:, -1].mean() > 40
 
 
+def test_image_bytes_are_stored_plain(built):
+    out, _ = built
+    for shard in (out / "data").glob("*.parquet"):
+        metadata = pq.ParquetFile(shard).metadata
+        for group in range(metadata.num_row_groups):
+            image = metadata.row_group(group).column(0)
+            assert image.path_in_schema == "image.bytes"
+            # PNG bytes as written: no dictionary, no min/max statistics (which would copy image bytes)
+            assert not image.has_dictionary_page and not image.is_stats_set
+            assert "PLAIN" in image.encodings and "RLE_DICTIONARY" not in image.encodings
+
+
 def test_byte_identical_rebuild_and_parallel_build(raw_export, built, tmp_path):
     out, _ = built
     again = tmp_path / "again"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from xdigiskull.labels import LabelError, LabelInfo, class_from_path, make_labeler
+from xdigiskull.processing import label_file
 
 
 def test_folder_conventions():
@@ -93,6 +96,20 @@ rules:
     assert labeler.label("sim/x/a.png", None).class_name == "synthetic_high"
     with pytest.raises(LabelError, match="no labelling rule"):
         labeler.label("a.dcm", header(KVP=80, Modality="CT"))
+
+
+def test_label_file_reads_just_the_attributes_the_labeler_needs(tmp_path, write_dicom):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - class: real_low\n    when: {KVP: {max: 75}, \"0008,0070\": philips}\n")
+    labeler = make_labeler(str(rules), tmp_path)
+    assert labeler.header_tags == sorted({Tag("Manufacturer"), Tag("KVP"), Tag("PositionerPrimaryAngle"), Tag("PositionerSecondaryAngle")})
+    assert make_labeler("folders", tmp_path).header_tags == [Tag("PositionerPrimaryAngle"), Tag("PositionerSecondaryAngle")]
+    path = write_dicom(
+        tmp_path / "a.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Philips", PositionerPrimaryAngle=-30, PositionerSecondaryAngle=15
+    )
+    assert label_file("a.dcm", str(path), labeler) == LabelInfo("real_low", "lao-30_cra+15", -30.0, 15.0, "")
+    other = write_dicom(tmp_path / "b.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Siemens")
+    assert isinstance(label_file("b.dcm", str(other), labeler), LabelError)
 
 
 @pytest.mark.parametrize(

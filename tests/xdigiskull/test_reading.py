@@ -166,6 +166,23 @@ def test_signed_pixels(tmp_path, write_dicom):
     assert frame[0, 0] < 0.001 and frame[0, -1] == 1.0  # -1000 is the bottom of the window
 
 
+@pytest.mark.parametrize("syntax", [None, DeflatedExplicitVRLittleEndian], ids=["explicit-le", "deflated"])
+def test_unused_high_bits_are_ignored(tmp_path, write_dicom, syntax):
+    # 12 bits stored in 16: some writers leave overlay or garbage bits above the high bit
+    stored = np.round(RAMP * 4095).astype(np.uint16)
+    dirty = stored | np.uint16(0xA000)
+    dirty[::2] = stored[::2]  # some pixels clean, so a check on one pixel would not do
+    path = write_dicom(tmp_path / "dirty.dcm", RAMP, stored=dirty, WindowCenter=2048, WindowWidth=4096)
+    clean = write_dicom(tmp_path / "clean.dcm", RAMP, stored=stored, WindowCenter=2048, WindowWidth=4096)
+    if syntax is not None:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
+    frame = read_source(path).frames[0]
+    np.testing.assert_array_equal(frame, read_source(clean).frames[0])
+    np.testing.assert_allclose(frame, window(stored.astype(np.float32), 2048, 4096), atol=1e-6)
+
+
 def test_rgb_dicom_becomes_grey_with_a_warning(tmp_path, write_dicom):
     path = write_dicom(tmp_path / "grey.dcm", RAMP)
     ds = pydicom.dcmread(path)
