@@ -135,7 +135,7 @@ def stage_times(files: list[Path], rounds: int = 2) -> dict[str, float]:
     from xdigiskull.labels import make_labeler
     from xdigiskull.prepare import prepare_frame
     from xdigiskull.processing import encode_png, label_file
-    from xdigiskull.reading import dicom_to_display
+    from xdigiskull.reading import decode_frame, dicom_to_display
 
     cv2.setNumThreads(1)
     labeler = make_labeler("folders", files[0].parent)
@@ -154,7 +154,7 @@ def stage_times(files: list[Path], rounds: int = 2) -> dict[str, float]:
             data = clock("read file", path.read_bytes)
             clock("SHA-256", lambda: hashlib.sha256(data).hexdigest())
             ds = clock("parse header", pydicom.dcmread, io.BytesIO(data))
-            raw = clock("decode pixels", pydicom.pixels.pixel_array, ds)
+            raw = clock("decode pixels", decode_frame, ds)
             display = clock("window", dicom_to_display, raw, ds, "MONOCHROME2", [])
             clock("technical tags", technical_values, ds)
             prepared = clock("field + crop + resize", prepare_frame, display, ds, 780)

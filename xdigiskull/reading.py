@@ -148,19 +148,10 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes: list[str] = []
 
-    # Unsigned data: decode to a read-only view (no copy) and mask the unused high bits ourselves, only
-    # when some pixel sets them; pydicom's correction copies and shifts every frame. Signed data keeps
-    # pydicom's correction, which also extends the sign.
-    unsigned = int(ds.get("PixelRepresentation", 0) or 0) == 0
-    options = {"view_only": True, "correct_unused_bits": False} if unsigned else {}
     out: list[np.ndarray] = []
     for index in indices:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pydicom warns about things we report ourselves
-                raw = pydicom.pixels.pixel_array(ds, index=index if num_frames > 1 else None, **options)
-            if unsigned:
-                raw = _mask_unused_bits(raw, ds)
+            raw = decode_frame(ds, index if num_frames > 1 else None)
         except NotImplementedError as error:
             raise SourceError(
                 "unsupported-transfer-syntax", f"no installed decoder for transfer syntax {syntax_name}: {error}"
@@ -174,13 +165,26 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
     return SourceImage(out, indices, num_frames, ds, digest, sorted(set(notes)))
 
 
-def _mask_unused_bits(raw: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Clear the bits above Bits Stored of unsigned integer pixels (PS3.5 8.1.1: their content is undefined)."""
+def decode_frame(ds: Dataset, index: int | None = None) -> np.ndarray:
+    """Stored values of one frame (or of the only frame when `index` is None), through pydicom.
+
+    Unsigned pixels come back as a read-only view of the Pixel Data where the transfer syntax allows,
+    and their unused high bits are cleared only when some pixel sets them: pydicom's own correction
+    copies and shifts every frame. Signed pixels keep pydicom's correction, which extends the sign.
+
+    Raises:
+        whatever pydicom raises for the frame (the reader turns it into a `SourceError`).
+    """
+    unsigned = int(ds.get("PixelRepresentation", 0) or 0) == 0
+    options = {"view_only": True, "correct_unused_bits": False} if unsigned else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about things we report ourselves
+        raw = pydicom.pixels.pixel_array(ds, index=index, **options)
     bits_stored = int(ds.get("BitsStored", 0) or 0)
-    if raw.dtype.kind != "u" or not 0 < bits_stored < 8 * raw.dtype.itemsize:
+    if not unsigned or raw.dtype.kind != "u" or not 0 < bits_stored < 8 * raw.dtype.itemsize:
         return raw
     limit = (1 << bits_stored) - 1
-    if raw.max(initial=0) <= limit:  # the usual case: nothing to clear, no copy
+    if raw.max(initial=0) <= limit:  # the usual case: nothing to clear, no copy (PS3.5 8.1.1)
         return raw
     return np.bitwise_and(raw, raw.dtype.type(limit))
 
