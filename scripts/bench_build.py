@@ -129,15 +129,13 @@ def stage_times(files: list[Path], rounds: int = 2) -> dict[str, float]:
     import hashlib
     import io
 
-    import cv2
-
     from xdigiskull.deid import detect_corner_text, technical_values
     from xdigiskull.labels import make_labeler
     from xdigiskull.prepare import prepare_frame
-    from xdigiskull.processing import encode_png, label_file
+    from xdigiskull.processing import encode_png, label_file, worker_init
     from xdigiskull.reading import decode_frame, dicom_to_display
 
-    cv2.setNumThreads(1)
+    worker_init()  # one OpenCV thread and malloc settings, as in a build worker
     labeler = make_labeler("folders", files[0].parent)
     times: dict[str, float] = {}
 

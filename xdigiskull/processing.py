@@ -6,6 +6,7 @@ Kept apart from `xdigiskull.build` so that the build's worker processes import o
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,4 +164,33 @@ def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelE
 
 
 def worker_init() -> None:
+    """Set up a build worker process: one OpenCV thread, and freed memory kept for the next file."""
     cv2.setNumThreads(1)  # parallelism comes from the processes
+    keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(threshold: int = 32 << 20) -> bool:
+    """Make glibc's malloc reuse freed blocks up to `threshold` bytes instead of returning them to the OS.
+
+    Every file allocates the same few buffers of megabytes (file bytes, pixels, float frames). By default
+    glibc maps each one freshly from the kernel and unmaps it when freed, so the next file page-faults
+    and zero-fills them all again: for a 1024x1024 DICOM, about 2,200 page faults and 6 ms of system
+    time on top of 13 ms of work. Kept, the buffers are reused, and the process holds on to its peak
+    (tens of MB) until it exits.
+
+    The setting is process-wide: the builder applies it in its worker processes and in the
+    ``xdigiskull build`` command; call it yourself before an in-process ``build_dataset(num_proc=1)``.
+
+    Returns:
+        Whether the settings took (False where the C library is not glibc).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this Python runs on
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS) or no C library by that name (Windows)
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, 4 * threshold))
