@@ -13,8 +13,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_partial
 
 from xdigiskull.classes import CLASS_NAMES, split_class_name
 from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag, mask_corners, source_id, technical_values
@@ -22,6 +22,9 @@ from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import SourceError, is_dicom_path, read_source
+
+
+PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,13 @@ def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelE
     """Label one file, reading its DICOM header only when the labeler needs it."""
     ds: Dataset | None = None
     if labeler.needs_header and is_dicom_path(Path(path)):
+        # stop after the last attribute the labeler reads (and before any pixel data): elements are
+        # parsed one by one, so a vendor's long private groups would cost more than the rest together
+        stop_at = min(labeler.header_tags[-1] + 1, PIXEL_DATA_GROUP)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), open(path, "rb") as handle:
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=labeler.header_tags)
+                ds = read_partial(handle, stop_when=lambda tag, vr, length: tag >= stop_at)
         except Exception:  # unreadable headers are reported precisely when the file is read for its pixels
             ds = None
     try:

@@ -98,18 +98,24 @@ rules:
         labeler.label("a.dcm", header(KVP=80, Modality="CT"))
 
 
-def test_label_file_reads_just_the_attributes_the_labeler_needs(tmp_path, write_dicom):
+def test_label_file_reads_the_header_up_to_the_last_attribute_needed(tmp_path, write_dicom):
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - class: real_low\n    when: {KVP: {max: 75}, \"0008,0070\": philips}\n")
+    # Series Number (0020,0011) comes after the positioner angles (0018,151x): the read must go that far
+    rules.write_text("rules:\n  - class: real_low\n    when: {KVP: {max: 75}, \"0008,0070\": philips, SeriesNumber: 7}\n")
     labeler = make_labeler(str(rules), tmp_path)
-    assert labeler.header_tags == sorted({Tag("Manufacturer"), Tag("KVP"), Tag("PositionerPrimaryAngle"), Tag("PositionerSecondaryAngle")})
-    assert make_labeler("folders", tmp_path).header_tags == [Tag("PositionerPrimaryAngle"), Tag("PositionerSecondaryAngle")]
+    tags = [Tag("Manufacturer"), Tag("KVP"), Tag("PositionerPrimaryAngle"), Tag("PositionerSecondaryAngle"), Tag("SeriesNumber")]
+    assert labeler.header_tags == tags
+    assert make_labeler("folders", tmp_path).header_tags == tags[2:4]
     path = write_dicom(
-        tmp_path / "a.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Philips", PositionerPrimaryAngle=-30, PositionerSecondaryAngle=15
+        tmp_path / "a.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Philips", SeriesNumber=7,
+        PositionerPrimaryAngle=-30, PositionerSecondaryAngle=15,
     )
     assert label_file("a.dcm", str(path), labeler) == LabelInfo("real_low", "lao-30_cra+15", -30.0, 15.0, "")
-    other = write_dicom(tmp_path / "b.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Siemens")
+    other = write_dicom(tmp_path / "b.dcm", np.full((32, 32), 0.5), KVP=72, Manufacturer="Philips", SeriesNumber=8)
     assert isinstance(label_file("b.dcm", str(other), labeler), LabelError)
+    broken = tmp_path / "c.dcm"
+    broken.write_bytes(b"not a dicom file")
+    assert isinstance(label_file("c.dcm", str(broken), labeler), LabelError)  # no header: no rule matches
 
 
 @pytest.mark.parametrize(
