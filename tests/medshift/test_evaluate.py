@@ -23,15 +23,6 @@ SIDE = 64
 POSES = 7  # 7 target images: enough for coverage with k = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny models: with several threads, spin-waiting on a busy 2-core machine costs 10-30x
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _pose_image(pose: int, real: bool, rng: np.random.Generator) -> np.ndarray:
     y, x = np.mgrid[:SIDE, :SIDE] / SIDE - 0.5
     radius = np.hypot(x - 0.02 * (pose - 3), y)

@@ -10,15 +10,6 @@ from medshift.metrics.lpips import LPIPS
 from medshift.metrics.weights import load_into, load_state_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny models: with several threads, spin-waiting on a busy 2-core machine costs 10-30x
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _random_images(count, size=48, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.random((size, size)).astype(np.float32) for _ in range(count)]

@@ -13,15 +13,6 @@ from xdigiskull.classes import CLASS_NAMES
 TINY_RESOLUTION = 64
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy CPU extra threads slow them down tenfold."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_vae() -> AutoencoderKL:
     # four blocks: the 8x downsampling of the real VAEs
     return AutoencoderKL(
