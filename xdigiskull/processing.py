@@ -23,7 +23,6 @@ from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import SourceError, is_dicom_path, read_source
 
-
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
 
 

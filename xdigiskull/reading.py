@@ -261,10 +261,7 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     else:  # LINEAR: the standard's half-pixel offsets
         width = max(width, 1.0)
         low, span = center - 0.5 - (width - 1.0) / 2.0, width - 1.0
-    span = max(span, 1e-6)
-    display = np.subtract(values, np.float32(low), dtype=np.float32)  # integer input converts here, in one pass
-    display *= np.float32(1.0 / span)
-    return np.clip(display, 0.0, 1.0, out=display)
+    return _linear_to_unit(values, low, max(span, 1e-6))
 
 
 def robust_window(values: np.ndarray) -> np.ndarray:
@@ -277,8 +274,13 @@ def robust_window(values: np.ndarray) -> np.ndarray:
     low, high = np.percentile(sample, ROBUST_WINDOW_PERCENTILES)
     if high <= low:
         high = low + 1.0
+    return _linear_to_unit(values, low, high - low)
+
+
+def _linear_to_unit(values: np.ndarray, low: float, span: float) -> np.ndarray:
+    """(values - low) / span clipped to [0, 1], in float32; integer input converts in the first pass."""
     display = np.subtract(values, np.float32(low), dtype=np.float32)
-    display *= np.float32(1.0 / (high - low))
+    display *= np.float32(1.0 / span)
     return np.clip(display, 0.0, 1.0, out=display)
 
 
