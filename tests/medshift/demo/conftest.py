@@ -3,6 +3,7 @@ on one CPU thread), one set of phantom examples and, for the HTTP tests, one run
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from medshift.scheduling_flow_match import FlowMatchODEScheduler
 
 DEMO_MODEL = Path(__file__).resolve().parents[3] / "checkpoints" / "medshift-xdigiskull-demo"
 TEST_STEPS = 4
-TEST_RESOLUTION = 256  # the VAE's cost grows with the area; inputs and outputs stay 780 x 780
+# the VAE's cost grows with the area; inputs and outputs stay 780 x 780. The README's screenshot
+# (MEDSHIFT_DEMO_SCREENSHOT set) shows the model at its own resolution instead.
+TEST_RESOLUTION = 256
 
 
 def free_port() -> int:
@@ -35,7 +38,8 @@ def demo_pipe() -> MedShiftPipeline:
     pipe = MedShiftPipeline.from_pretrained(DEMO_MODEL)
     # the model's own steps (50) but fewer: the endpoint without a steps input then runs quickly too
     pipe.scheduler = FlowMatchODEScheduler.from_config(pipe.scheduler.config, num_inference_steps=TEST_STEPS)
-    pipe.register_to_config(resolution=TEST_RESOLUTION)
+    if not os.environ.get("MEDSHIFT_DEMO_SCREENSHOT"):
+        pipe.register_to_config(resolution=TEST_RESOLUTION)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
