@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -28,6 +29,7 @@ MIN_FIELD_SIDE = 128  # an exposed field smaller than this holds too little anat
 MAX_FILE_SIZE = "50mb"  # a 1024 x 1024 x 30-frame uncompressed DICOM run is about 60 MB; one frame is enough
 TAU_SWEEP = (0.6, 0.45, 0.3)  # the paper's three trade-offs between structure and realism
 UNKNOWN_SOURCE = "unknown"
+OUTPUT_LIFETIME_S = 3600  # translated PNGs are kept this long for their download
 UPLOAD_SUFFIXES = sorted((DICOM_SUFFIXES | IMAGE_SUFFIXES) - {"", ".bmp"})  # DICOM without suffix: rename to .dcm
 
 
@@ -76,9 +78,19 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_png16(image: np.ndarray, folder: str | os.PathLike, name: str) -> str:
-    """Write `image` (float in [0, 1]) as a 16-bit grey PNG and return its path."""
-    path = Path(folder) / name
-    PIL.Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)).save(path)
+    """Write `image` (float in [0, 1]) as a 16-bit grey PNG and return its path.
+
+    Written beside and renamed into place, so that a download never sees a half-written file; results older
+    than an hour are removed (Gradio keeps its own copy of what it served, also for an hour).
+    """
+    folder = Path(folder)
+    for old in folder.glob("*.png"):
+        if time.time() - old.stat().st_mtime > OUTPUT_LIFETIME_S:
+            old.unlink(missing_ok=True)
+    path = folder / name
+    partial = folder / f".{name}.partial"
+    PIL.Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)).save(partial, format="PNG")
+    os.replace(partial, path)
     return str(path)
 
 
@@ -159,7 +171,8 @@ def build_demo(
     default_target = "real_normal" if "real_normal" in classes else classes[-1]
     steps = default_steps or translator._default_steps()
 
-    with gr.Blocks(title="MedShift: sim-to-real X-ray translation") as demo:
+    # Gradio's copies of uploads and results: checked hourly, deleted after an hour
+    with gr.Blocks(title="MedShift: sim-to-real X-ray translation", delete_cache=(OUTPUT_LIFETIME_S, OUTPUT_LIFETIME_S)) as demo:
         gr.Markdown(
             "# MedShift: sim-to-real X-ray translation\n"
             "Upload a PNG, TIFF, JPEG or DICOM X-ray (cropped to its exposed field and resized to 780 x 780, as the "

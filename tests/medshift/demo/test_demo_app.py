@@ -18,7 +18,7 @@ from gradio_client import Client, handle_file
 from typer.testing import CliRunner
 
 from medshift.cli import app
-from medshift.demo_app import IMAGE_SIZE, TAU_SWEEP, DemoTranslator, phantom_examples, read_upload
+from medshift.demo_app import IMAGE_SIZE, OUTPUT_LIFETIME_S, TAU_SWEEP, DemoTranslator, phantom_examples, read_upload, save_png16
 
 from .conftest import DEMO_MODEL, TEST_STEPS, free_port
 
@@ -137,3 +137,13 @@ def test_medshift_demo_names_a_bad_model(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert "--model" in result.output and "missing" in result.output
+
+
+def test_results_are_written_whole_and_old_ones_removed(tmp_path):
+    old, recent = tmp_path / "old.png", tmp_path / "recent.png"
+    old.write_bytes(b"x")
+    recent.write_bytes(b"x")
+    os.utime(old, (time.time() - 2 * OUTPUT_LIFETIME_S,) * 2)
+    path = save_png16(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), tmp_path, "new.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.png", "recent.png"]  # no partial file left behind
+    assert np.asarray(PIL.Image.open(path)).max() == 65535
