@@ -40,7 +40,6 @@ def demo_pipe() -> MedShiftPipeline:
     pipe.scheduler = FlowMatchODEScheduler.from_config(pipe.scheduler.config, num_inference_steps=TEST_STEPS)
     if not os.environ.get("MEDSHIFT_DEMO_SCREENSHOT"):
         pipe.register_to_config(resolution=TEST_RESOLUTION)
-    pipe.set_progress_bar_config(disable=True)
     return pipe
 
 

@@ -102,6 +102,21 @@ def test_translate_endpoint_answers_gradio_client(demo_url, examples_dir):
     assert np.asarray(image).std() > 0  # an image, not a blank
 
 
+def test_the_page_reports_progress_during_the_flow(demo_url, examples_dir):
+    client = Client(demo_url, verbose=False)
+    example = handle_file(str(phantom_examples(examples_dir)[0]))
+    job = client.submit(example, "unknown", "real_normal", 0.3, 6.0, 20, api_name="/translate_page")
+    seen = []
+    while not job.done():
+        progress = job.status().progress_data
+        if progress:
+            seen.extend(unit.index for unit in progress if unit.index is not None)
+        time.sleep(0.02)
+    (before_after, download) = job.result()
+    assert seen and max(seen) > 0  # the flow's steps reached the page while it ran
+    assert Path(download).suffix == ".png"
+
+
 def test_translate_endpoint_reports_bad_input(demo_url, tmp_path):
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")
