@@ -171,8 +171,10 @@ def build_demo(
     default_target = "real_normal" if "real_normal" in classes else classes[-1]
     steps = default_steps or translator._default_steps()
 
-    # Gradio's copies of uploads and results: checked hourly, deleted after an hour
-    with gr.Blocks(title="MedShift: sim-to-real X-ray translation", delete_cache=(OUTPUT_LIFETIME_S, OUTPUT_LIFETIME_S)) as demo:
+    # Gradio's copies of uploads and results are deleted after an hour; no usage analytics are sent
+    with gr.Blocks(
+        title="MedShift: sim-to-real X-ray translation", delete_cache=(OUTPUT_LIFETIME_S, OUTPUT_LIFETIME_S), analytics_enabled=False
+    ) as demo:
         gr.Markdown(
             "# MedShift: sim-to-real X-ray translation\n"
             "Upload a PNG, TIFF, JPEG or DICOM X-ray (cropped to its exposed field and resized to 780 x 780, as the "

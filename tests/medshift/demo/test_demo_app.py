@@ -3,6 +3,7 @@ HTTP with gradio_client, and `medshift demo` serving the page."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -143,6 +144,7 @@ def test_medshift_demo_serves_the_page(examples_dir):
                 assert time.monotonic() < deadline, "medshift demo did not serve its page within 120 s"
                 time.sleep(0.5)
         assert "MedShift: sim-to-real X-ray translation" in config and '"translate"' in config
+        assert json.loads(config)["analytics_enabled"] is False  # nothing about the uploads leaves the machine
     finally:
         server.terminate()
         server.wait(timeout=30)
