@@ -151,14 +151,12 @@ class DemoTranslator:
 def build_demo(
     pipe_or_model_path: MedShiftPipeline | str | os.PathLike | None = None,
     examples_dir: str | os.PathLike | None = None,
-    default_steps: int | None = None,
 ) -> gr.Blocks:
     """Build the demo page for a pipeline, or a folder / Hub id to load one from (default: `default_model()`).
 
     Args:
         pipe_or_model_path: a loaded `MedShiftPipeline`, or where to load one from.
         examples_dir: cache folder of the phantom examples (generated there on first start).
-        default_steps: the steps slider's starting value; default the model's scheduler setting.
 
     Returns:
         The `gr.Blocks` app, queued one job at a time; launch it with `launch_demo` or `.launch()`.
@@ -169,7 +167,6 @@ def build_demo(
     translator = DemoTranslator(pipe)
     classes = list(pipe.config.class_names)
     default_target = "real_normal" if "real_normal" in classes else classes[-1]
-    steps = default_steps or translator._default_steps()
 
     # Gradio's copies of uploads and results are deleted after an hour; no usage analytics are sent
     with gr.Blocks(
@@ -188,7 +185,7 @@ def build_demo(
                 target = gr.Dropdown(classes, value=default_target, label="Target class")
                 tau = gr.Slider(0.05, 1.0, value=float(pipe.config.default_tau), step=0.05, label="τ (inversion depth)")
                 guidance = gr.Slider(1.0, 10.0, value=float(pipe.config.default_guidance_scale), step=0.5, label="Guidance")
-                num_steps = gr.Slider(1, 100, value=steps, step=1, label="Steps")
+                num_steps = gr.Slider(1, 100, value=translator._default_steps(), step=1, label="Steps")
                 with gr.Row():
                     translate_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
                     sweep_button = gr.Button("τ sweep (0.6 / 0.45 / 0.3)", elem_id="sweep-button")
