@@ -1,6 +1,8 @@
-"""`medshift` command line: translate, train, train-vae, evaluate."""
+"""`medshift` command line: translate, train, train-vae, evaluate, demo."""
 
 from __future__ import annotations
+
+from typing import Annotated, Optional
 
 import typer
 
@@ -20,6 +22,22 @@ app.command()(translate)
 app.command()(train)
 app.command(name="train-vae")(train_vae)
 app.command()(evaluate)
+
+
+@app.command()
+def demo(
+    model: Annotated[Optional[str], typer.Option(help="Saved MedShiftPipeline folder or Hub id. Default: $MEDSHIFT_MODEL, else the demo checkpoint.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to serve the local network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the page.")] = 7860,
+) -> None:
+    """Serve the before/after browser demo (Gradio) of a MedShift model."""
+    from medshift.demo_app import build_demo, default_model, launch_demo  # gradio loads only for this command
+
+    try:
+        page = build_demo(model or default_model())
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(f"cannot load a MedShift pipeline from {model or default_model()!r}: {error}", param_hint="--model") from None
+    launch_demo(page, host=host, port=port)
 
 if __name__ == "__main__":
     app()

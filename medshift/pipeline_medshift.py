@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
 from medshift.scheduling_flow_match import FlowMatchODEScheduler
@@ -37,6 +38,8 @@ PipelineImageInput = Union[
 ]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# from_pretrained's arguments that say where and how to fetch a Hub repo (they go to snapshot_download)
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 OUTPUT_TYPES = ("pil", "np", "pt")
 ENCODE_MODES = ("ode", "noise")
@@ -258,14 +261,22 @@ class MedShiftPipeline(DiffusionPipeline):
         Args:
             pretrained_model_name_or_path: folder written by `save_pretrained`, or a Hub id such as
                 "user/medshift-xdigiskull".
-            **kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `torch_dtype`, `revision`, or
-                components to replace, `unet=my_unet`). `use_safetensors=False` is refused.
+            **kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `torch_dtype`, or components to
+                replace, `unet=my_unet`); for a Hub id, `revision`, `cache_dir`, `token`, `local_files_only`,
+                `force_download` and `proxies` go to `huggingface_hub.snapshot_download`, which fetches the
+                repo (safetensors only). `use_safetensors=False` is refused.
         """
         if kwargs.get("use_safetensors") is False:
             raise ValueError("MedShift loads safetensors weights only; use_safetensors=False is not supported")
         kwargs["use_safetensors"] = True
         local = Path(pretrained_model_name_or_path)
-        if local.is_dir():
+        if not local.is_dir():
+            # diffusers' own download takes every list in model_index.json for a component and fails on a Hub
+            # id (`class_names`, the scheduler's module in medshift): fetch the repo first, safetensors only
+            hub_kwargs = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
+            ignore = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+            local = Path(snapshot_download(str(pretrained_model_name_or_path), ignore_patterns=ignore, **hub_kwargs))
+        else:
             for component in ("vae", "unet"):
                 folder = local / component
                 if not folder.is_dir() or component in kwargs:
@@ -278,7 +289,7 @@ class MedShiftPipeline(DiffusionPipeline):
                         "MedShift refuses pickle weights (they can execute code when loaded). Convert them "
                         "with safetensors, e.g. `model.save_pretrained(folder, safe_serialization=True)`."
                     )
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(local, **kwargs)
 
     def push_to_hub(
         self,
