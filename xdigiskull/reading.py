@@ -137,20 +137,33 @@ def read_source(path: str | Path, frames: str = "first") -> SourceImage:
     return _read_image_bytes(data, frames, digest)
 
 
+def check_regular_file(path: Path) -> None:
+    """Refuse, from its metadata alone, what is not a regular file of at most `MAX_FILE_BYTES`.
+
+    Raises:
+        SourceError: ``unreadable`` (a link that loops or dangles, no permission on the folder),
+            ``not-a-file`` (a folder, a pipe or a device: a pipe would block the build forever),
+            ``file-too-large``.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise SourceError("unreadable", f"cannot read file: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (pipe, socket or device)"
+        raise SourceError("not-a-file", f"{path.name} is {kind}")
+    if info.st_size > MAX_FILE_BYTES:
+        raise SourceError("file-too-large", f"file is {info.st_size:,} bytes, more than the limit of {MAX_FILE_BYTES:,}")
+
+
 def read_file_bytes(path: Path) -> bytes:
     """The bytes of a regular, non-empty file of at most `MAX_FILE_BYTES`, checked before reading.
 
     Raises:
-        SourceError: ``unreadable`` (permissions, a link that loops or dangles), ``not-a-file`` (a folder,
-            a pipe or a device: a pipe would block the build forever), ``file-too-large``, ``empty-file``.
+        SourceError: see `check_regular_file`; ``unreadable`` (permissions), ``empty-file``.
     """
+    check_regular_file(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (pipe, socket or device)"
-            raise SourceError("not-a-file", f"{path.name} is {kind}")
-        if info.st_size > MAX_FILE_BYTES:
-            raise SourceError("file-too-large", f"file is {info.st_size:,} bytes, more than the limit of {MAX_FILE_BYTES:,}")
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # the file may grow after the check
     except OSError as error:
@@ -512,7 +525,32 @@ def _linear_to_unit(values: np.ndarray, low: float, span: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- images
 
 
+def check_image_size(data: bytes) -> None:
+    """Refuse a plain image whose header claims more than `MAX_FRAME_PIXELS` (a decompression bomb), from
+    the header alone: Pillow reads the size without decoding. Formats Pillow does not know go to OpenCV.
+
+    Raises:
+        SourceError: ``image-too-large``.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: the check below decides
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                bands = len(image.getbands())
+    except PIL.Image.DecompressionBombError as error:
+        raise SourceError("image-too-large", f"image header claims a decompression bomb: {error}") from None
+    except Exception:
+        return
+    if width * height > MAX_FRAME_PIXELS:
+        raise SourceError(
+            "image-too-large",
+            f"image header claims {width} x {height} x {bands} band(s), more than the limit of {MAX_FRAME_PIXELS:,} pixels",
+        )
+
+
 def _read_image_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
+    check_image_size(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
