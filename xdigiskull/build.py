@@ -1,10 +1,14 @@
 """`xdigiskull build`: raw simulator and C-arm exports -> the X-DigiSkull dataset on disk.
 
-Steps: list the raw files; label them (class, view, pose); split the poses into train/validation/test
-(grouped by pair id, else view, so no pose is in two splits; deterministic from the seed); read, crop
-and encode every selected frame in a process pool; stream the PNG bytes into parquet shards; write the
-dataset card and a report. Everything is written into a temporary folder beside the target and renamed
-at the end, so a killed build leaves no half dataset and never damages an existing one.
+Stages, each a function testable on its own: list the raw files and label them (class, view, pose:
+`list_and_label`); split the poses into train/validation/test (grouped by pair id, else view, so no pose
+is in two splits; deterministic from the seed: `split_files`); read, crop and encode every selected frame
+in a process pool (`xdigiskull.processing.process_file`); stream the rows into parquet shards
+(`write_outcomes`); write the card (`finish_dataset`) and the report (`xdigiskull.report`). A file that
+cannot be used, for whatever reason, becomes its entry in the report and the build goes on.
+
+Everything is written into a temporary folder beside the target and renamed at the end, so a killed
+build leaves no half dataset and never damages an existing one.
 """
 
 from __future__ import annotations
@@ -417,11 +421,7 @@ def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelI
 
 
 def _run_process(ordered: list[FileTask], options: BuildOptions, pool) -> Iterator[tuple[FileTask, FileOutcome]]:
-    """Stage 3: yield (task, outcome) in task order; at most a few chunks in flight, so memory stays flat.
-
-    A chunk whose worker dies (killed for memory, a crash in a decoder's C code) is processed again file by
-    file in a fresh pool, so only the file that kills a worker is lost, reported as ``internal-error``.
-    """
+    """Stage 3: yield (task, outcome) in task order; at most a few chunks in flight, so memory stays flat."""
     if pool is None:
         for task in ordered:
             yield task, process_file(task, options)

@@ -32,6 +32,8 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".jpg", ".j
 
 # percentiles of the robust window used when a DICOM carries neither a VOI LUT nor a window
 ROBUST_WINDOW_PERCENTILES: tuple[float, float] = (0.5, 99.5)
+# Pixel Data and its float variants (PS3.3 C.7.6.3)
+PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # a displayed frame whose middle 98 % of pixels span less than this is blank (about 3 grey levels in 8 bits)
 MIN_DISPLAY_SPREAD = 3.0 / 255.0
 
@@ -187,13 +189,14 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
         raise SourceError("not-dicom", "not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from None
     except Exception as error:  # pydicom raises many types on damaged headers
         raise SourceError("corrupt-dicom", f"DICOM header cannot be parsed: {error}") from None
-    if "PixelData" not in ds:
+    keyword = next((k for k in PIXEL_KEYWORDS if k in ds), None)
+    if keyword is None:
         raise SourceError("no-pixel-data", "DICOM file has no Pixel Data element")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on each malformed value; check_header names it
         geometry = check_header(ds)
     indices = select_frames(frames, geometry.frames)
-    check_pixel_budget(ds, geometry, len(indices))
+    check_pixel_budget(ds, geometry, len(indices), keyword)
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     syntax_name = getattr(syntax, "name", str(syntax))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -212,7 +215,7 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
             raise SourceError("corrupt-pixel-data", f"frame {index} cannot be decoded ({syntax_name}): {message}") from None
         out.append(dicom_to_display(raw, ds, photometric, notes))
 
-    del ds.PixelData  # the header travels back to the builder; the pixels already did
+    delattr(ds, keyword)  # the header travels back to the builder; the pixels already did
     return SourceImage(out, indices, geometry.frames, ds, digest, sorted(set(notes)))
 
 
@@ -314,7 +317,7 @@ def check_header(ds: Dataset) -> PixelGeometry:
     return geometry
 
 
-def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, selected: int) -> None:
+def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, selected: int, keyword: str = "PixelData") -> None:
     """Refuse, before decoding, a frame or selection too large for the memory bound, and native pixel data
     shorter than the header says.
 
@@ -341,8 +344,10 @@ def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, selected: int) -> N
         return  # an unknown transfer syntax: the decoder reports it
     if encapsulated or syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
         return
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        frame_pixels = geometry.rows * geometry.columns * 2  # two chroma samples shared by each pixel pair
     needed = (frame_pixels * geometry.frames * geometry.bits_allocated + 7) // 8
-    stored = len(ds.PixelData or b"")
+    stored = len(ds[keyword].value or b"")
     if stored < needed:
         raise SourceError("truncated-pixel-data", f"Pixel Data holds {stored:,} bytes; the header needs {needed:,}")
 
