@@ -121,6 +121,7 @@ def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     outcome.digest = source.digest
     outcome.num_frames = source.num_frames
     outcome.warnings = list(source.warnings)
+    outcome.frames += [FrameOutcome(i, "skipped", e.reason, e.message) for i, e in source.skipped.items()]
     for index, frame in zip(source.frame_indices, source.frames):
         try:
             outcome.frames.append(_process_frame(context, index, frame, outcome.warnings))
@@ -129,6 +130,7 @@ def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
         except Exception as error:
             message = f"frame {index}: processing raised {describe_error(error)}"
             outcome.frames.append(FrameOutcome(index, "skipped", "internal-error", message))
+    outcome.frames.sort(key=lambda f: f.frame)
     return outcome
 
 

@@ -70,6 +70,8 @@ class SourceImage:
         dataset: the DICOM header (pixel data dropped), or None for plain images.
         digest: SHA-256 hex digest of the file's bytes (used for fingerprints and source ids).
         warnings: things the builder should report (e.g. colour converted to grey).
+        skipped: selected frames of a multi-frame file that hold no image, as {index: SourceError}; they
+            are not in `frames` (a file whose every selected frame is blank raises instead).
     """
 
     frames: list[np.ndarray]
@@ -78,6 +80,7 @@ class SourceImage:
     dataset: Dataset | None
     digest: str
     warnings: list[str] = field(default_factory=list)
+    skipped: dict[int, SourceError] = field(default_factory=dict)
 
 
 def is_dicom_path(path: Path) -> bool:
@@ -203,6 +206,8 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
     notes: list[str] = []
 
     out: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: dict[int, SourceError] = {}
     for index in indices:
         try:
             raw = decode_frame(ds, index if geometry.frames > 1 else None)
@@ -213,10 +218,17 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
         except (RuntimeError, ValueError, EOFError, KeyError, AttributeError, TypeError, IndexError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise SourceError("corrupt-pixel-data", f"frame {index} cannot be decoded ({syntax_name}): {message}") from None
-        out.append(dicom_to_display(raw, ds, photometric, notes))
-
+        try:
+            out.append(dicom_to_display(raw, ds, photometric, notes))
+            kept.append(index)
+        except SourceError as error:  # a blank frame (a cine run's dark first frames) costs only itself
+            if error.reason != "blank-after-windowing" or len(indices) == 1:
+                raise
+            skipped[index] = error
+    if not out:
+        raise next(iter(skipped.values()))
     delattr(ds, keyword)  # the header travels back to the builder; the pixels already did
-    return SourceImage(out, indices, geometry.frames, ds, digest, sorted(set(notes)))
+    return SourceImage(out, kept, geometry.frames, ds, digest, sorted(set(notes)), skipped)
 
 
 @dataclass(frozen=True)

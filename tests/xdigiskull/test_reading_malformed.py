@@ -268,3 +268,11 @@ def test_a_file_without_read_permission(tmp_path, write_dicom):
             assert reason == "unreadable" and "ermission" in message
     finally:
         path.chmod(0o644)
+
+
+def test_a_blank_frame_of_a_cine_run_costs_only_itself(tmp_path, write_dicom):
+    frames = np.stack([np.full((48, 64), 0.02, np.float32), RAMP, RAMP[:, ::-1]])  # a dark first frame
+    source = read_source(write_dicom(tmp_path / "cine.dcm", frames), "all")
+    assert source.frame_indices == [1, 2] and len(source.frames) == 2
+    assert source.skipped[0].reason == "blank-after-windowing"
+    assert _reason(write_dicom(tmp_path / "one.dcm", frames), "first")[0] == "blank-after-windowing"
