@@ -21,7 +21,7 @@ from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag
 from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
-from xdigiskull.reading import SourceError, check_regular_file, is_dicom_path, read_source
+from xdigiskull.reading import SourceError, check_regular_file, describe, is_dicom_path, read_source
 from xdigiskull.row import DatasetRow
 
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
@@ -93,18 +93,18 @@ class FileOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def describe_error(error: BaseException) -> str:
-    """``Type: message`` of an unexpected exception, for an ``internal-error`` entry of the report."""
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
-
-
 def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     """Read one raw file and turn its selected frames into dataset rows (PNG bytes included).
 
     Never raises for a bad input: whatever goes wrong reading the file, or preparing one of its frames,
     becomes the reason of the file's or that frame's outcome (``internal-error`` for the unexpected).
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every malformed value; the report says what matters
+        return _process_file(task, options)
+
+
+def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     outcome = FileOutcome(task.relative)
     try:
         source = read_source(task.path, options.frames)
@@ -115,8 +115,10 @@ def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     except SourceError as error:
         outcome.reason, outcome.message = error.reason, error.message
         return outcome
-    except Exception as error:  # containment: one file never stops a build
-        outcome.reason, outcome.message = "internal-error", f"reading the file raised {describe_error(error)}"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # containment: one file never stops a build (a Rust panic is a BaseException)
+        outcome.reason, outcome.message = "internal-error", f"reading the file raised {describe(error)}"
         return outcome
     outcome.digest = source.digest
     outcome.num_frames = source.num_frames
@@ -127,8 +129,10 @@ def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
             outcome.frames.append(_process_frame(context, index, frame, outcome.warnings))
         except SourceError as error:
             outcome.frames.append(FrameOutcome(index, "skipped", error.reason, error.message))
-        except Exception as error:
-            message = f"frame {index}: processing raised {describe_error(error)}"
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            message = f"frame {index}: processing raised {describe(error)}"
             outcome.frames.append(FrameOutcome(index, "skipped", "internal-error", message))
     outcome.frames.sort(key=lambda f: f.frame)
     return outcome
@@ -211,11 +215,15 @@ def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelE
         if ds is None and labeler.mode == "rules":
             return SourceError("unreadable-header", f"the header the labelling rules test cannot be read: {problem}")
     try:
-        return labeler.label(relative, ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a malformed angle is no angle; pydicom need not say so per file
+            return labeler.label(relative, ds)
     except LabelError as error:
         return error
-    except Exception as error:  # containment: one file never stops a build
-        return SourceError("internal-error", f"labelling raised {describe_error(error)}")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # containment: one file never stops a build
+        return SourceError("internal-error", f"labelling raised {describe(error)}")
 
 
 def _read_label_header(path: str, labeler: Labeler) -> tuple[Dataset | None, str]:
@@ -231,7 +239,7 @@ def _read_label_header(path: str, labeler: Labeler) -> tuple[Dataset | None, str
     except SourceError as error:
         return None, error.message
     except Exception as error:  # without the rules, the read stage reports an unreadable header precisely
-        return None, describe_error(error)
+        return None, describe(error)
 
 
 def worker_init() -> None:

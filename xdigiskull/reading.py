@@ -215,9 +215,13 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
             raise SourceError(
                 "unsupported-transfer-syntax", f"no installed decoder for transfer syntax {syntax_name}: {error}"
             ) from None
-        except (RuntimeError, ValueError, EOFError, KeyError, AttributeError, TypeError, IndexError) as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SourceError("corrupt-pixel-data", f"frame {index} cannot be decoded ({syntax_name}): {message}") from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # decoders raise anything, a Rust panic (a BaseException) included
+            raise SourceError("corrupt-pixel-data", f"frame {index} cannot be decoded ({syntax_name}): {describe(error)}") from None
+        expected = (geometry.rows, geometry.columns) + ((geometry.samples,) if geometry.samples > 1 else ())
+        if raw.shape != expected:
+            raise SourceError("corrupt-pixel-data", f"frame {index} decodes to {raw.shape}, the header says {expected}")
         try:
             out.append(dicom_to_display(raw, ds, photometric, notes))
             kept.append(index)
@@ -229,6 +233,12 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
         raise next(iter(skipped.values()))
     delattr(ds, keyword)  # the header travels back to the builder; the pixels already did
     return SourceImage(out, kept, geometry.frames, ds, digest, sorted(set(notes)), skipped)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, at most 300 characters, for a report."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:300]
 
 
 @dataclass(frozen=True)
@@ -252,7 +262,7 @@ def whole_attribute(ds: Dataset, keyword: str, default: int | None, low: int, hi
     try:
         value = ds[keyword].value if keyword in ds else None
     except Exception as error:  # a value pydicom cannot even convert
-        raise SourceError("invalid-attribute", f"{keyword} cannot be read: {error}") from None
+        raise SourceError("invalid-attribute", f"{keyword} cannot be read: {describe(error)}") from None
     if value is None or value == "" or (isinstance(value, bytes) and not value.strip()):
         if default is None:
             raise SourceError("invalid-attribute", f"{keyword} is missing")
@@ -276,7 +286,7 @@ def number_attribute(ds: Dataset, keyword: str, default: float | None = None, co
     try:
         value = ds[keyword].value if keyword in ds else None
     except Exception as error:
-        raise SourceError("invalid-attribute", f"{keyword} cannot be read: {error}") from None
+        raise SourceError("invalid-attribute", f"{keyword} cannot be read: {describe(error)}") from None
     if value is None or value == "":
         return None if default is None else [default] * (count or 1)
     items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
@@ -299,12 +309,26 @@ SHUTTER_ATTRIBUTES: dict[str, int] = {  # keyword -> values the field finder rea
 }
 
 
+# attributes the builder reads besides those `check_header` parses as numbers: each must at least convert
+READ_KEYWORDS: tuple[str, ...] = (
+    "PhotometricInterpretation", "VOILUTFunction", "BurnedInAnnotation", "ShutterShape", "ModalityLUTSequence",
+    "VOILUTSequence", "KVP", "XRayTubeCurrentInmA", "XRayTubeCurrent", "ExposureTimeInms", "ExposureTime",
+    "ImagerPixelSpacing", "PixelSpacing", "FrameTime", "PositionerPrimaryAngle", "PositionerSecondaryAngle",
+)
+COLOUR_PHOTOMETRICS: tuple[str, ...] = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT")
+
+
 def check_header(ds: Dataset) -> PixelGeometry:
     """Validate every header attribute the builder reads, before any pixel is decoded.
 
     Raises:
         SourceError: ``invalid-attribute`` naming the first malformed attribute.
     """
+    for keyword in READ_KEYWORDS:
+        try:
+            ds.get(keyword)  # pydicom converts a value on first access: an unknown VR or bad bytes raise here
+        except Exception as error:
+            raise SourceError("invalid-attribute", f"{keyword} cannot be read: {describe(error)}") from None
     bits_allocated = whole_attribute(ds, "BitsAllocated", None, 1, 64)
     if bits_allocated not in (1, 8, 16, 32, 64):
         raise SourceError("invalid-attribute", f"BitsAllocated {bits_allocated} is not 1, 8, 16, 32 or 64")
@@ -317,12 +341,19 @@ def check_header(ds: Dataset) -> PixelGeometry:
         bits_allocated=bits_allocated,
         frames=whole_attribute(ds, "NumberOfFrames", 1, 1, 2**31 - 1),
     )
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if (photometric in COLOUR_PHOTOMETRICS) != (geometry.samples == 3):
+        raise SourceError(
+            "invalid-attribute",
+            f"PhotometricInterpretation {photometric} does not match SamplesPerPixel {geometry.samples}",
+        )
     slope = number_attribute(ds, "RescaleSlope", 1.0)
     number_attribute(ds, "RescaleIntercept", 0.0)
     if slope is not None and slope[0] == 0.0:
         raise SourceError("invalid-attribute", "RescaleSlope is 0: every pixel would have the same value")
-    for keyword, count in SHUTTER_ATTRIBUTES.items():
-        number_attribute(ds, keyword, None, count)
+    for keyword, count in SHUTTER_ATTRIBUTES.items():  # the field finder takes a present one as it is
+        if keyword in ds and len(number_attribute(ds, keyword, None, None) or []) != count:
+            raise SourceError("invalid-attribute", f"{keyword} {ds[keyword].value!r} is not {count} number(s)")
     vertices = number_attribute(ds, "VerticesOfThePolygonalShutter", None, None)
     if vertices is not None and (len(vertices) < 2 or len(vertices) % 2):
         raise SourceError("invalid-attribute", f"VerticesOfThePolygonalShutter holds {len(vertices)} value(s), not (row, column) pairs")
