@@ -15,6 +15,7 @@ import io
 import math
 import os
 import stat
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ import pydicom
 import pydicom.pixels
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+from xdigiskull.png import PNG_SIGNATURE
 
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom", ".dic", ""})
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
@@ -575,10 +578,11 @@ def _linear_to_unit(values: np.ndarray, low: float, span: float) -> np.ndarray:
 
 def check_image_size(data: bytes) -> None:
     """Refuse a plain image whose header claims more than `MAX_FRAME_PIXELS` (a decompression bomb), from
-    the header alone: Pillow reads the size without decoding. Formats Pillow does not know go to OpenCV.
+    the header alone: Pillow reads the size without decoding. A header Pillow cannot read does not go to
+    OpenCV either: a damaged PNG header once made OpenCV take a second and a gigabyte to give up on it.
 
     Raises:
-        SourceError: ``image-too-large``.
+        SourceError: ``image-too-large``, or ``corrupt-image`` for a header that cannot be read.
     """
     try:
         with warnings.catch_warnings():
@@ -588,8 +592,8 @@ def check_image_size(data: bytes) -> None:
                 bands = len(image.getbands())
     except PIL.Image.DecompressionBombError as error:
         raise SourceError("image-too-large", f"image header claims a decompression bomb: {error}") from None
-    except Exception:
-        return
+    except Exception as error:
+        raise SourceError("corrupt-image", f"image header cannot be read ({describe(error)})") from None
     if width * height > MAX_FRAME_PIXELS:
         raise SourceError(
             "image-too-large",
@@ -597,8 +601,28 @@ def check_image_size(data: bytes) -> None:
         )
 
 
+def check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG whose chunks run past the end of the file, from their lengths alone: OpenCV allocates
+    a chunk's claimed length (up to 2 GiB) before it finds the file too short.
+
+    Raises:
+        SourceError: ``corrupt-image``.
+    """
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if position + 12 + length > len(data):
+            name = kind.decode("latin-1")
+            raise SourceError("corrupt-image", f"PNG chunk {name!r} claims {length:,} bytes, past the end of the file")
+        if kind == b"IEND":
+            return
+        position += 12 + length
+
+
 def _read_image_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
     check_image_size(data)
+    if data.startswith(PNG_SIGNATURE):
+        check_png_chunks(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

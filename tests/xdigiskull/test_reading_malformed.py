@@ -243,6 +243,15 @@ def test_png_decompression_bombs_are_refused_from_the_header(tmp_path):
     assert _reason(tmp_path / "claim.png")[0] == "image-too-large"
 
 
+def test_a_png_chunk_longer_than_the_file_is_refused_before_opencv_allocates_it(tmp_path):
+    idat = zlib.compress(bytes(65 * 64))
+    data = bytearray(_png(64, 64, idat))
+    data[33:37] = struct.pack(">I", 1 << 30)  # the IDAT length: a fuzzed file made OpenCV allocate 1 GiB for it
+    (tmp_path / "long.png").write_bytes(bytes(data))
+    reason, message = _reason(tmp_path / "long.png")
+    assert reason == "corrupt-image" and "'IDAT' claims 1,073,741,824 bytes" in message
+
+
 def test_things_that_are_not_readable_files(tmp_path):
     (tmp_path / "folder.dcm").mkdir()
     assert _reason(tmp_path / "folder.dcm")[0] == "not-a-file"
