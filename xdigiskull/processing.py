@@ -7,6 +7,7 @@ Kept apart from `xdigiskull.build` so that the build's worker processes import o
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag
 from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
-from xdigiskull.reading import SourceError, check_regular_file, describe, is_dicom_path, read_source
+from xdigiskull.reading import SelectionTooLarge, SourceError, check_regular_file, describe, is_dicom_path, read_source
 from xdigiskull.row import DatasetRow
 
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
@@ -101,7 +102,30 @@ def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every malformed value; the report says what matters
-        return _process_file(task, options)
+        try:
+            return _process_file(task, options)
+        except SelectionTooLarge as error:  # a long cine run: one frame in memory at a time
+            return _process_frame_by_frame(task, options, error.indices)
+
+
+def _process_frame_by_frame(task: FileTask, options: BuildOptions, indices: list[int]) -> FileOutcome:
+    """`process_file` reading the file once per selected frame (each read checks, hashes and parses it again)."""
+    outcome = FileOutcome(task.relative)
+    for index in indices:
+        try:
+            single = _process_file(task, dataclasses.replace(options, frames=str(index)))
+        except SelectionTooLarge as error:  # only when the limits are set so that one frame exceeds them
+            single = FileOutcome(task.relative, reason=error.reason, message=error.message)
+        if single.reason:
+            outcome.frames.append(FrameOutcome(index, "skipped", single.reason, single.message))
+            continue
+        outcome.digest, outcome.num_frames = single.digest, single.num_frames
+        outcome.frames += single.frames
+        outcome.warnings += [w for w in single.warnings if w not in outcome.warnings]
+    if not outcome.digest:  # no frame could be read: the file's reason is its first frame's
+        first = outcome.frames[0]
+        return FileOutcome(task.relative, reason=first.reason, message=f"frame {first.frame}: {first.message}")
+    return outcome
 
 
 def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
@@ -112,6 +136,8 @@ def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
         context = _FileContext(
             task, options, ds, source_id(source.digest, options.salt), technical_values(ds), has_burned_in_flag(ds)
         )
+    except SelectionTooLarge:
+        raise  # for `process_file`, which reads the frames one at a time
     except SourceError as error:
         outcome.reason, outcome.message = error.reason, error.message
         return outcome

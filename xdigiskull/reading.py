@@ -47,7 +47,7 @@ MIN_DISPLAY_SPREAD = 3.0 / 255.0
 # memory stays under MAX_FILE_BYTES + 16 * MAX_DECODED_PIXELS (about 2 GiB) whatever the input claims.
 MAX_FILE_BYTES = 1 << 30
 MAX_FRAME_PIXELS = 1 << 25  # 33.5 million: a 5792 x 5792 frame, larger than any radiography detector
-MAX_DECODED_PIXELS = 1 << 26  # all selected frames of one file together (64 frames of 1024 x 1024)
+MAX_DECODED_PIXELS = 1 << 26  # selected frames read at once (64 of 1024 x 1024); more are read one by one
 
 
 class SourceError(Exception):
@@ -62,6 +62,16 @@ class SourceError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class SelectionTooLarge(SourceError):
+    """The selected frames of a file hold more than `MAX_DECODED_PIXELS` together: read them one at a time
+    (``frames=str(index)`` for each of `indices`), as the builder does.
+    """
+
+    def __init__(self, message: str, indices: list[int]):
+        super().__init__("image-too-large", message)
+        self.indices = indices
 
 
 @dataclass
@@ -206,7 +216,7 @@ def _read_dicom_bytes(data: bytes, frames: str, digest: str) -> SourceImage:
         warnings.simplefilter("ignore")  # pydicom warns on each malformed value; check_header names it
         geometry = check_header(ds)
     indices = select_frames(frames, geometry.frames)
-    check_pixel_budget(ds, geometry, len(indices), keyword)
+    check_pixel_budget(ds, geometry, indices, keyword)
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     syntax_name = getattr(syntax, "name", str(syntax))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -374,12 +384,13 @@ def check_header(ds: Dataset) -> PixelGeometry:
     return geometry
 
 
-def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, selected: int, keyword: str = "PixelData") -> None:
+def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, indices: list[int], keyword: str = "PixelData") -> None:
     """Refuse, before decoding, a frame or selection too large for the memory bound, and native pixel data
     shorter than the header says.
 
     Raises:
-        SourceError: ``image-too-large`` or ``truncated-pixel-data``.
+        SourceError: ``image-too-large`` (`SelectionTooLarge` when only the selection is) or
+            ``truncated-pixel-data``.
     """
     frame_pixels = geometry.rows * geometry.columns * geometry.samples
     if frame_pixels > MAX_FRAME_PIXELS:
@@ -388,11 +399,11 @@ def check_pixel_budget(ds: Dataset, geometry: PixelGeometry, selected: int, keyw
             f"header claims {geometry.columns} x {geometry.rows} x {geometry.samples} sample(s) per frame, "
             f"more than the limit of {MAX_FRAME_PIXELS:,} pixels",
         )
-    if frame_pixels * selected > MAX_DECODED_PIXELS:
-        raise SourceError(
-            "image-too-large",
-            f"{selected} selected frames of {geometry.columns} x {geometry.rows} exceed the limit of "
-            f"{MAX_DECODED_PIXELS:,} decoded pixels per file (choose --frames first, middle or an index)",
+    if frame_pixels * len(indices) > MAX_DECODED_PIXELS:
+        raise SelectionTooLarge(
+            f"{len(indices)} selected frames of {geometry.columns} x {geometry.rows} exceed the limit of "
+            f"{MAX_DECODED_PIXELS:,} decoded pixels read at once (read them one at a time)",
+            indices,
         )
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:

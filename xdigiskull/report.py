@@ -22,7 +22,7 @@ REASON_HINTS: dict[str, str] = {
     "corrupt-dicom": "re-export the file from its source",
     "no-pixel-data": "nothing to do for a file without an image (a report or a presentation state); move it out",
     "invalid-attribute": "correct the attribute named in the message (e.g. with dcmodify), or re-export the file",
-    "image-too-large": "build with --frames first, middle or an index; larger frames than the limit are refused",
+    "image-too-large": "export the image at a smaller size: frames over the builder's limit are refused",
     "truncated-pixel-data": "the file was cut short (an interrupted copy?): copy it again from its source",
     "corrupt-pixel-data": "re-export the file; its compressed pixel data cannot be decoded",
     "unsupported-transfer-syntax": "install the decoder named in the message, or re-export the file uncompressed",

@@ -155,3 +155,19 @@ def test_cli_summary_gives_counts_per_reason_and_inspect_repeats_them(with_bad_n
     result = runner.invoke(app, ["inspect", "x-digiskull"])
     assert result.exit_code == 0, result.output
     assert "invalid-attribute" in result.output and "1 file(s) or frame(s) skipped" in result.output
+
+
+def test_a_cine_run_over_the_decoded_pixel_limit_is_built_one_frame_at_a_time(tmp_path, write_dicom, skull, monkeypatch):
+    import xdigiskull.reading
+
+    frames = np.stack([skull(256, 256, seed=i) for i in range(6)])
+    frames[2] = 0.3  # one blank frame among them
+    write_dicom(tmp_path / "raw" / "real" / "low" / "cine.dcm", frames, WindowCenter=2048, WindowWidth=4096)
+    # the real limit is 64 frames of 1024 x 1024; here it is 3 frames of 256 x 256, so the test stays small
+    monkeypatch.setattr(xdigiskull.reading, "MAX_DECODED_PIXELS", 3 * 256 * 256)
+    summary = build_dataset(tmp_path / "raw", tmp_path / "out", options=BuildOptions(size=SIZE, frames="all"), progress=False)
+    entry = _report(summary)["files"]["real/low/cine.dcm"]
+    assert summary.frames_written == 5 and entry["status"] == "partial" and entry["frames_in_file"] == 6
+    assert [f["frame"] for f in entry["frames"]] == list(range(6))
+    assert entry["frames"][2]["reason"] == "blank-after-windowing"
+    assert len({f["id"] for f in entry["frames"] if f["status"] == "written"}) == 1  # one source, one id

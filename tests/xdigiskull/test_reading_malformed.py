@@ -15,6 +15,7 @@ import pytest
 from xdigiskull.reading import (
     MAX_FRAME_PIXELS,
     MIN_DISPLAY_SPREAD,
+    SelectionTooLarge,
     SourceError,
     displayed_spread,
     read_source,
@@ -212,14 +213,15 @@ def test_enormous_claimed_image_is_refused_before_decoding(tmp_path, write_dicom
     assert reason == "image-too-large" and "65535 x 65535" in message
 
 
-def test_many_selected_frames_are_refused_with_advice(tmp_path, write_dicom):
+def test_too_many_selected_frames_at_once_are_refused_with_their_indices(tmp_path, write_dicom):
     path = write_dicom(tmp_path / "cine.dcm", RAMP)
     ds = pydicom.dcmread(path)
     ds.Rows = ds.Columns = 2048
     ds.NumberOfFrames = 100
     ds.save_as(path, enforce_file_format=True)
-    reason, message = _reason(path, "all")
-    assert reason == "image-too-large" and "--frames" in message
+    with pytest.raises(SelectionTooLarge) as info:  # the builder then reads them one at a time
+        read_source(path, "all")
+    assert info.value.reason == "image-too-large" and info.value.indices == list(range(100))
     assert _reason(path, "first")[0] == "truncated-pixel-data"  # one frame fits the budget; its data is not there
 
 
