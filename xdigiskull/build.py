@@ -1,21 +1,25 @@
 """`xdigiskull build`: raw simulator and C-arm exports -> the X-DigiSkull dataset on disk.
 
-Steps: list the raw files; label them (class, view, pose); split the poses into train/validation/test
-(grouped by pair id, else view, so no pose is in two splits; deterministic from the seed); read, crop
-and encode every selected frame in a process pool; stream the PNG bytes into parquet shards; write the
-dataset card and a report. Everything is written into a temporary folder beside the target and renamed
-at the end, so a killed build leaves no half dataset and never damages an existing one.
+Stages, each a function testable on its own: list the raw files and label them (class, view, pose:
+`list_and_label`); split the poses into train/validation/test (grouped by pair id, else view, so no pose
+is in two splits; deterministic from the seed: `split_files`); read, crop and encode every selected frame
+in a process pool (`xdigiskull.processing.process_file`); stream the rows into parquet shards
+(`write_outcomes`); write the card (`finish_dataset`) and the report (`xdigiskull.report`). A file that
+cannot be used, for whatever reason, becomes its entry in the report and the build goes on.
+
+Everything is written into a temporary folder beside the target and renamed at the end, so a killed
+build leaves no half dataset and never damages an existing one.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import json
 import multiprocessing
 import os
 import shutil
-from collections import Counter, deque
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +31,23 @@ from xdigiskull.card import CardInputs, make_sample_grid, write_card
 from xdigiskull.classes import CLASS_NAMES, SPLITS
 from xdigiskull.deid import DEFAULT_SALT
 from xdigiskull.labels import LabelError, LabelInfo, Labeler, make_labeler
-from xdigiskull.processing import BuildOptions, FileTask, keep_freed_memory, label_file, process_file, process_files, scan_files, worker_init
-from xdigiskull.reading import is_supported_path, select_frames
+from xdigiskull.processing import (
+    BuildOptions,
+    FileOutcome,
+    FileTask,
+    LabelledFile,
+    keep_freed_memory,
+    label_file,
+    process_file,
+    process_files,
+    scan_files,
+    worker_init,
+)
+from xdigiskull.reading import SourceError, is_supported_path, select_frames
+from xdigiskull.report import BuildSummary, skip_entry, skipped_frame, summarise, write_report
 from xdigiskull.writer import DEFAULT_MAX_SHARD_BYTES, SplitWriter
+
+__all__ = ["BuildError", "BuildOptions", "BuildSummary", "assign_splits", "build_dataset"]
 
 # files in a raw folder that are notes, not images: not listed in the report at all
 IGNORED_SUFFIXES: frozenset[str] = frozenset({".csv", ".yaml", ".yml", ".json", ".txt", ".md", ".log"})
@@ -41,30 +59,6 @@ GRID_SAMPLES = 4  # samples per class in the card's grid
 
 class BuildError(Exception):
     """The build cannot go on (bad options, no usable input, or a skip under --strict)."""
-
-
-@dataclass
-class BuildSummary:
-    """What a build produced.
-
-    Attributes:
-        out: the dataset folder.
-        report_path: where the JSON report went.
-        counts: {split: {class name: rows}}.
-        files_read, files_skipped, frames_written, frames_skipped: totals.
-        skip_reasons: {reason code: frames or files skipped for it}.
-        fingerprint: input fingerprint recorded in the card.
-    """
-
-    out: Path
-    report_path: Path
-    counts: dict[str, dict[str, int]]
-    files_read: int
-    files_skipped: int
-    frames_written: int
-    frames_skipped: int
-    skip_reasons: dict[str, int]
-    fingerprint: str
 
 
 # ------------------------------------------------------------------------------------- main side
@@ -138,6 +132,9 @@ def build_dataset(
 ) -> BuildSummary:
     """Build X-DigiSkull from a raw export folder. The Python side of `xdigiskull build`.
 
+    The stages, each a function of its own: `list_and_label`, `split_files`, `process_files` (in a pool),
+    `write_outcomes` and `finish_dataset`; the report is written whatever happens.
+
     Args:
         raw_dir: folder of raw exports (``simulator|azurion/<dose>/`` or ``synthetic|real/<dose>/``).
         out: dataset folder to create (replaced atomically if it exists).
@@ -147,7 +144,7 @@ def build_dataset(
         seed: seed of the split assignment and of the row order within splits.
         num_proc: worker processes (1 works in this process, for which
             `xdigiskull.processing.keep_freed_memory` saves a third of the time per image).
-        strict: stop at the first skipped file or frame.
+        strict: stop at the first skipped file or frame, naming it.
         report: JSON report path (default ``<out>.report.json`` beside the dataset folder).
         max_shard_bytes: image bytes per parquet shard.
         progress: show progress bars.
@@ -157,8 +154,50 @@ def build_dataset(
         ValueError: bad arguments.
     """
     options = options or BuildOptions()
-    raw_dir = Path(raw_dir)
-    out = Path(out)
+    raw_dir, out_resolved = Path(raw_dir), Path(out).resolve()
+    fractions = check_arguments(raw_dir, Path(out), options, num_proc, split)
+    report_path = Path(report) if report is not None else out_resolved.parent / f"{out_resolved.name}.report.json"
+    labeler = make_labeler(labels, raw_dir)
+    files = list_raw_files(raw_dir)
+    entries: dict[str, dict] = {}
+    pool = _make_pool(min(num_proc, max(1, len(files) // FILES_PER_TASK)))  # no pool start-up for a handful
+    temp_dir = out_resolved.parent / f".{out_resolved.name}.tmp-{os.getpid()}"
+    try:
+        labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
+        _check_strict(strict, entries)
+        if not labelled:
+            raise BuildError(f"no labelled image files under {raw_dir} (see {report_path})")
+        ordered = split_files(labelled, fractions, seed)
+        if temp_dir.exists():
+            shutil.rmtree(temp_dir)
+        temp_dir.mkdir(parents=True)
+        outcomes = _run_process(ordered, options, pool)
+        written = write_outcomes(
+            outcomes, temp_dir, entries, grid_pairs=grid_pairs(ordered), max_shard_bytes=max_shard_bytes, strict=strict, progress=progress
+        )
+        if written.frames == 0:
+            raise BuildError(f"no frame of {len(ordered)} labelled file(s) could be used (see {report_path})")
+        provenance = _provenance(options, labeler, fractions, seed)
+        fingerprint = finish_dataset(temp_dir, written, provenance)
+        _replace_folder(temp_dir, out_resolved)  # swap in atomically
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        write_report(report_path, entries, None, labeler.mode)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    summary = summarise(Path(out), report_path, written.counts, entries, fingerprint)
+    write_report(report_path, entries, summary, labeler.mode)
+    return summary
+
+
+def check_arguments(raw_dir: Path, out: Path, options: BuildOptions, num_proc: int, split: str) -> tuple[float, float, float]:
+    """Validate the build's arguments before anything is read or written; returns the split fractions.
+
+    Raises:
+        ValueError: the first bad argument, named as on the command line.
+    """
     if not raw_dir.is_dir():
         raise ValueError(f"RAW_DIR {raw_dir} is not a folder")
     if options.bit_depth not in (8, 16):
@@ -175,133 +214,183 @@ def build_dataset(
         raise ValueError(f"--out {out} must not be inside RAW_DIR {raw_dir}")
     if out_resolved.exists() and not out_resolved.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    report_path = Path(report) if report is not None else out_resolved.parent / f"{out_resolved.name}.report.json"
-    labeler = make_labeler(labels, raw_dir)
+    return fractions
 
-    files = list_raw_files(raw_dir)
-    file_entries: dict[str, dict] = {}
-    pool = _make_pool(min(num_proc, max(1, len(files) // FILES_PER_TASK)))  # no pool start-up for a handful
-    temp_dir = out_resolved.parent / f".{out_resolved.name}.tmp-{os.getpid()}"
-    try:
-        # 1. labels (header reads go to the pool when the labeler needs them)
-        candidates = []
-        for path in files:
-            relative = path.relative_to(raw_dir).as_posix()
-            if not is_supported_path(path):
-                file_entries[relative] = _skip_entry("unsupported-file-type", f"unsupported file type {path.suffix!r}")
-            else:
-                candidates.append((relative, str(path)))
-        label_results = _run_scan(candidates, labeler, pool, progress)
-        tasks: list[FileTask] = []
-        for (relative, path), result in zip(candidates, label_results):
-            if isinstance(result, LabelError):
-                file_entries[relative] = _skip_entry("no-label", str(result))
-            else:
-                tasks.append(FileTask(relative, path, "", result))
-        _check_strict(strict, file_entries)
-        if not tasks:
-            raise BuildError(f"no labelled image files under {raw_dir} (see {report_path})")
 
-        # 2. splits, grouped by pose
-        assignment = assign_splits([t.label.group or f"file:{t.relative}" for t in tasks], fractions, seed)
-        for task in tasks:
-            task.split = assignment[task.label.group or f"file:{task.relative}"]
-        rng = np.random.default_rng(seed + 1)
-        ordered: list[FileTask] = []
-        for split_name in SPLITS:
-            in_split = sorted((t for t in tasks if t.split == split_name), key=lambda t: t.relative)
-            ordered += [in_split[i] for i in rng.permutation(len(in_split))]  # shuffled once, reproducibly
+def list_and_label(
+    raw_dir: Path, files: list[Path], labeler: Labeler, entries: dict[str, dict], *, pool=None, progress: bool = False
+) -> list[LabelledFile]:
+    """Stage 1: label every listed file; files that get no label are added to `entries` with their reason.
 
-        # 3. images -> shards
-        if temp_dir.exists():
-            shutil.rmtree(temp_dir)
-        temp_dir.mkdir(parents=True)
-        writers = {s: SplitWriter(temp_dir, s, max_shard_bytes) for s in SPLITS}
-        counts = {s: dict.fromkeys(CLASS_NAMES, 0) for s in SPLITS}
-        # the grid shows the same poses in every class row: the first few pair ids (else any sources)
-        grid_pairs = sorted({t.label.pair_id for t in tasks if t.label.pair_id})[:GRID_SAMPLES]
-        grid_cells: dict[str, dict[str, bytes]] = {name: {} for name in CLASS_NAMES}
-        digests: list[str] = []
-        bar = tqdm(total=len(ordered), desc="Building X-DigiSkull", unit="file", disable=not progress)
-        for task, outcome in _run_process(ordered, options, pool):
-            bar.update(1)
-            entry = {"class": task.label.class_name, "split": task.split}
-            if outcome.digest:
-                digests.append(outcome.digest)
-            if outcome.reason:
-                entry.update(_skip_entry(outcome.reason, outcome.message))
-            else:
-                entry["frames_in_file"] = outcome.num_frames
-                entry["frames"] = []
-                for frame in outcome.frames:
-                    if frame.status == "written":
-                        assert frame.row is not None
-                        writers[task.split].add(frame.row)
-                        counts[task.split][task.label.class_name] += 1
-                        cells = grid_cells[task.label.class_name]
-                        key = task.label.pair_id if grid_pairs else frame.row["source_id"]
-                        if key not in cells and (key in grid_pairs or (not grid_pairs and len(cells) < GRID_SAMPLES)):
-                            cells[key] = frame.row["image"]
-                        entry["frames"].append({"frame": frame.frame, "status": "written", "id": frame.row["source_id"]})
-                    else:
-                        entry["frames"].append(
-                            {"frame": frame.frame, "status": "skipped", "reason": frame.reason, "message": frame.message}
-                        )
-                written = sum(f["status"] == "written" for f in entry["frames"])
-                entry["status"] = "written" if written == len(entry["frames"]) else ("partial" if written else "skipped")
-            if outcome.warnings:
-                entry["warnings"] = outcome.warnings
-            file_entries[task.relative] = entry
-            if strict and entry["status"] != "written":
-                bar.close()
-                _check_strict(strict, {task.relative: entry})
-        bar.close()
-        shards = {s: writers[s].close() for s in SPLITS}
-        frames_written = sum(sum(c.values()) for c in counts.values())
-        if frames_written == 0:
-            raise BuildError(f"no frame of {len(tasks)} labelled file(s) could be used (see {report_path})")
+    Args:
+        raw_dir: the raw folder (report keys are paths relative to it).
+        files: the files to label (see `list_raw_files`).
+        labeler: see `xdigiskull.labels.make_labeler`.
+        entries: the report's file entries, added to.
+        pool: process pool for header reads, or None.
+        progress: show a progress bar.
+    """
+    candidates = []
+    for path in files:
+        relative = path.relative_to(raw_dir).as_posix()
+        if not is_supported_path(path):
+            entries[relative] = skip_entry("unsupported-file-type", f"unsupported file type {path.suffix!r}")
+        else:
+            candidates.append((relative, str(path)))
+    labelled = []
+    for (relative, path), result in zip(candidates, _run_scan(candidates, labeler, pool, progress)):
+        if isinstance(result, LabelError):
+            entries[relative] = skip_entry("no-label", str(result))
+        elif isinstance(result, SourceError):
+            entries[relative] = skip_entry(result.reason, result.message)
+        else:
+            labelled.append(LabelledFile(relative, path, result))
+    return labelled
 
-        # 4. card, grid
-        fingerprint = hashlib.sha256("\n".join(sorted(digests)).encode("ascii")).hexdigest()
-        provenance = {
-            "frames": options.frames,
-            "bit_depth": options.bit_depth,
-            "size": options.size,
-            "allow_upscale": options.allow_upscale,
-            "mask_burned_in": options.mask_burned_in,
-            "labels": labeler.mode,
-            "split": ",".join(f"{f:g}" for f in fractions),
-            "seed": seed,
-            "source_id_salt": "default" if options.salt == DEFAULT_SALT else "site secret",
-        }
-        (temp_dir / "assets").mkdir()
-        samples = {name: [cells[k] for k in (grid_pairs or sorted(cells)) if k in cells] for name, cells in grid_cells.items()}
-        make_sample_grid(samples, temp_dir / "assets" / "sample_grid.png")
-        write_card(
-            temp_dir / "README.md",
-            CardInputs(
-                counts=counts,
-                num_bytes={s: writers[s].num_bytes for s in SPLITS},
-                shards=shards,
-                options=provenance,
-                fingerprint=fingerprint,
-                num_input_files=len(digests),
-            ),
-        )
 
-        # 5. swap in atomically
-        _replace_folder(temp_dir, out_resolved)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        _write_report(report_path, file_entries, None, labeler.mode)
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+def split_files(labelled: list[LabelledFile], fractions: tuple[float, float, float], seed: int) -> list[FileTask]:
+    """Stage 2: deal the files' poses to splits (see `assign_splits`) and order the files for writing:
+    split by split, each shuffled once with `seed` (reproducibly)."""
+    groups = [f.label.group or f"file:{f.relative}" for f in labelled]
+    assignment = assign_splits(groups, fractions, seed)
+    tasks = [FileTask(f.relative, f.path, assignment[group], f.label) for f, group in zip(labelled, groups)]
+    rng = np.random.default_rng(seed + 1)
+    ordered: list[FileTask] = []
+    for split_name in SPLITS:
+        in_split = sorted((t for t in tasks if t.split == split_name), key=lambda t: t.relative)
+        ordered += [in_split[i] for i in rng.permutation(len(in_split))]
+    return ordered
 
-    summary = _summarise(out, report_path, counts, file_entries, fingerprint)
-    _write_report(report_path, file_entries, summary, labeler.mode)
-    return summary
+
+@dataclass
+class WrittenRows:
+    """What `write_outcomes` wrote into a dataset folder.
+
+    Attributes:
+        counts: {split: {class name: rows}}.
+        shards: {split: shard names relative to the folder}.
+        num_bytes: {split: image bytes}.
+        digests: content digests of every file read (the input fingerprint's material).
+        grid: {class name: PNG bytes of the card's sample images}.
+    """
+
+    counts: dict[str, dict[str, int]]
+    shards: dict[str, list[str]]
+    num_bytes: dict[str, int]
+    digests: list[str]
+    grid: dict[str, list[bytes]]
+
+    @property
+    def frames(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+
+def write_outcomes(
+    outcomes: Iterable[tuple[FileTask, FileOutcome]],
+    folder: Path,
+    entries: dict[str, dict],
+    *,
+    grid_pairs: list[str] | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    strict: bool = False,
+    progress: bool = False,
+) -> WrittenRows:
+    """Stage 4: stream the rows of processed files into parquet shards under `folder`, and record every
+    file in `entries`; with `strict`, stop at the first file with a skip, naming it.
+
+    Args:
+        outcomes: (task, outcome) pairs in writing order (see `process_files`).
+        folder: the dataset folder being written.
+        entries: the report's file entries, added to.
+        grid_pairs: pair ids whose images make the card's sample grid, the same poses in every class
+            (see `grid_pairs`); without pair ids, the first sources of each class.
+        max_shard_bytes: image bytes per parquet shard.
+        strict: raise `BuildError` at the first file or frame that is skipped.
+        progress: show a progress bar.
+    """
+    grid_pairs = grid_pairs or []
+    writers = {s: SplitWriter(folder, s, max_shard_bytes) for s in SPLITS}
+    counts = {s: dict.fromkeys(CLASS_NAMES, 0) for s in SPLITS}
+    cells: dict[str, dict[str, bytes]] = {name: {} for name in CLASS_NAMES}
+    digests: list[str] = []
+    bar = tqdm(desc="Building X-DigiSkull", unit="file", disable=not progress)
+    for task, outcome in outcomes:
+        bar.update(1)
+        if outcome.digest:
+            digests.append(outcome.digest)
+        for row in (f.row for f in outcome.frames if f.row is not None):
+            writers[task.split].add(row)
+            counts[task.split][task.label.class_name] += 1
+            cell = cells[task.label.class_name]
+            key = task.label.pair_id if grid_pairs else row.source_id
+            if key not in cell and (key in grid_pairs or (not grid_pairs and len(cell) < GRID_SAMPLES)):
+                cell[key] = row.image
+        entries[task.relative] = file_entry(task, outcome)
+        if strict and entries[task.relative]["status"] != "written":
+            bar.close()
+            _check_strict(strict, {task.relative: entries[task.relative]})
+    bar.close()
+    shards = {s: writers[s].close() for s in SPLITS}
+    grid = {name: [cell[k] for k in (grid_pairs or sorted(cell)) if k in cell] for name, cell in cells.items()}
+    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid)
+
+
+def grid_pairs(tasks: list[FileTask]) -> list[str]:
+    """The pair ids of the card's sample grid: the first `GRID_SAMPLES` in sorted order."""
+    return sorted({t.label.pair_id for t in tasks if t.label.pair_id})[:GRID_SAMPLES]
+
+
+def file_entry(task: FileTask, outcome: FileOutcome) -> dict:
+    """A processed file's report entry: its class, split, status and every selected frame's fate."""
+    entry: dict = {"class": task.label.class_name, "split": task.split}
+    if outcome.reason:
+        entry.update(skip_entry(outcome.reason, outcome.message))
+    else:
+        entry["frames_in_file"] = outcome.num_frames
+        entry["frames"] = [
+            {"frame": f.frame, "status": "written", "id": f.row.source_id}
+            if f.row is not None
+            else skipped_frame(f.frame, f.reason, f.message)
+            for f in outcome.frames
+        ]
+        written = sum(f.row is not None for f in outcome.frames)
+        entry["status"] = "written" if written == len(outcome.frames) else ("partial" if written else "skipped")
+    if outcome.warnings:
+        entry["warnings"] = outcome.warnings
+    return entry
+
+
+def finish_dataset(folder: Path, written: WrittenRows, provenance: dict) -> str:
+    """Stage 5: the sample grid and the dataset card; returns the input fingerprint the card records."""
+    fingerprint = hashlib.sha256("\n".join(sorted(written.digests)).encode("ascii")).hexdigest()
+    (folder / "assets").mkdir()
+    make_sample_grid(written.grid, folder / "assets" / "sample_grid.png")
+    write_card(
+        folder / "README.md",
+        CardInputs(
+            counts=written.counts,
+            num_bytes=written.num_bytes,
+            shards=written.shards,
+            options=provenance,
+            fingerprint=fingerprint,
+            num_input_files=len(written.digests),
+        ),
+    )
+    return fingerprint
+
+
+def _provenance(options: BuildOptions, labeler: Labeler, fractions: tuple[float, float, float], seed: int) -> dict:
+    return {
+        "frames": options.frames,
+        "bit_depth": options.bit_depth,
+        "size": options.size,
+        "allow_upscale": options.allow_upscale,
+        "mask_burned_in": options.mask_burned_in,
+        "labels": labeler.mode,
+        "split": ",".join(f"{f:g}" for f in fractions),
+        "seed": seed,
+        "source_id_salt": "default" if options.salt == DEFAULT_SALT else "site secret",
+    }
 
 
 def _make_pool(num_proc: int) -> concurrent.futures.ProcessPoolExecutor | None:
@@ -317,14 +406,13 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelInfo | LabelError]:
-    pairs = [(r, p) for r, p in candidates]
+def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelInfo | LabelError | SourceError]:
     if not labeler.needs_header or pool is None:
-        bar = tqdm(pairs, desc="Labelling", unit="file", disable=not progress or not labeler.needs_header)
+        bar = tqdm(candidates, desc="Labelling", unit="file", disable=not progress or not labeler.needs_header)
         return [label_file(r, p, labeler) for r, p in bar]
     results: list = []
-    chunks = _chunks(pairs, 64)
-    bar = tqdm(total=len(pairs), desc="Labelling", unit="file", disable=not progress)
+    chunks = _chunks(candidates, 64)
+    bar = tqdm(total=len(candidates), desc="Labelling", unit="file", disable=not progress)
     for chunk_result in pool.map(scan_files, chunks, [labeler] * len(chunks)):
         results += chunk_result
         bar.update(len(chunk_result))
@@ -332,8 +420,8 @@ def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelI
     return results
 
 
-def _run_process(ordered: list[FileTask], options: BuildOptions, pool):
-    """Yield (task, outcome) in task order; at most a few chunks in flight, so memory stays flat."""
+def _run_process(ordered: list[FileTask], options: BuildOptions, pool) -> Iterator[tuple[FileTask, FileOutcome]]:
+    """Stage 3: yield (task, outcome) in task order; at most a few chunks in flight, so memory stays flat."""
     if pool is None:
         for task in ordered:
             yield task, process_file(task, options)
@@ -348,10 +436,6 @@ def _run_process(ordered: list[FileTask], options: BuildOptions, pool):
             next_chunk += 1
         chunk, future = in_flight.popleft()
         yield from zip(chunk, future.result())
-
-
-def _skip_entry(reason: str, message: str) -> dict:
-    return {"status": "skipped", "reason": reason, "message": message}
 
 
 def _check_strict(strict: bool, entries: dict[str, dict]) -> None:
@@ -376,55 +460,6 @@ def _replace_folder(temp_dir: Path, out: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(temp_dir, out)
-
-
-def _summarise(out, report_path, counts, entries: dict[str, dict], fingerprint: str) -> BuildSummary:
-    reasons: Counter = Counter()
-    frames_written = frames_skipped = files_skipped = files_read = 0
-    for entry in entries.values():
-        if "frames" in entry:
-            files_read += 1
-            for frame in entry["frames"]:
-                if frame["status"] == "written":
-                    frames_written += 1
-                else:
-                    frames_skipped += 1
-                    reasons[frame["reason"]] += 1
-        if entry.get("status") == "skipped":
-            files_skipped += 1
-            if "reason" in entry:
-                reasons[entry["reason"]] += 1
-    return BuildSummary(
-        out, report_path, counts, files_read, files_skipped, frames_written, frames_skipped, dict(sorted(reasons.items())), fingerprint
-    )
-
-
-def _write_report(path: Path, entries: dict[str, dict], summary: BuildSummary | None, mode: str) -> None:
-    """Write the JSON report atomically (it names input files, so it lives outside the dataset)."""
-    from xdigiskull import __version__
-
-    report = {
-        "tool": f"xdigiskull {__version__}",
-        "completed": summary is not None,
-        "labels": mode,
-        "totals": None
-        if summary is None
-        else {
-            "files_listed": len(entries),
-            "files_read": summary.files_read,
-            "files_skipped": summary.files_skipped,
-            "frames_written": summary.frames_written,
-            "frames_skipped": summary.frames_skipped,
-            "skip_reasons": summary.skip_reasons,
-            "counts": summary.counts,
-            "input_fingerprint": summary.fingerprint,
-        },
-        "files": {relative: entries[relative] for relative in sorted(entries)},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

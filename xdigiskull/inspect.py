@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from xdigiskull.card import GRID_COLUMNS, make_sample_grid
 from xdigiskull.classes import CLASS_NAMES, SPLITS
+from xdigiskull.report import report_reasons
 
 
 def dataset_counts(folder: str | Path) -> dict[str, dict[str, int]]:
@@ -52,7 +53,8 @@ def inspect(
     folder: Path = typer.Argument(Path("x-digiskull"), help="Dataset folder written by `xdigiskull build`."),
     grid: Path = typer.Option(None, help="Sample grid PNG to write [default: <FOLDER>-samples.png beside FOLDER]."),
 ) -> None:
-    """Print the number of images per split and class, and write a grid of samples of every class."""
+    """Print the number of images per split and class (and the skips per reason, from the build's report
+    beside FOLDER), and write a grid of samples of every class."""
     from rich.console import Console
     from rich.table import Table
 
@@ -72,6 +74,12 @@ def inspect(
         table.add_row(name, *(str(counts[s][name]) for s in splits), str(sum(counts[s][name] for s in splits)))
     table.add_row("total", *(str(sum(counts[s].values())) for s in splits), str(sum(sum(c.values()) for c in counts.values())))
     console.print(table)
+    reasons = report_reasons(folder.resolve().parent / f"{folder.resolve().name}.report.json")
+    if reasons:  # the build's report beside the folder says what was left out, and why
+        console.print(
+            f"{sum(reasons.values())} file(s) or frame(s) skipped by the build: "
+            + ", ".join(f"{reason}: {count}" for reason, count in reasons.items())
+        )
     grid_path = grid or folder.resolve().parent / f"{folder.resolve().name}-samples.png"
     make_sample_grid(sample_images(folder), grid_path)
     console.print(f"Sample grid: {grid_path}")

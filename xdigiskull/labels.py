@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -208,7 +209,10 @@ def _equal(value: object, expected: object) -> bool:
 def _attribute_value(ds: Dataset | None, key: str) -> object:
     if ds is None:
         return None
-    element = ds.get(_attribute_tag(key))
+    try:
+        element = ds.get(_attribute_tag(key))
+    except Exception:  # a value pydicom cannot convert (bad bytes, an unknown VR) is no value
+        return None
     if element is None or element.value is None or element.value == "":
         return None
     value = element.value
@@ -287,9 +291,10 @@ class Labeler:
 
 def _as_optional_float(value: object) -> float | None:
     try:
-        return None if value is None else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = None if value is None else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def class_from_path(relative_path: str) -> str:

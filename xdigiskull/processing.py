@@ -7,6 +7,7 @@ Kept apart from `xdigiskull.build` so that the build's worker processes import o
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag
 from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
-from xdigiskull.reading import SourceError, is_dicom_path, read_source
+from xdigiskull.reading import SelectionTooLarge, SourceError, check_regular_file, describe, is_dicom_path, read_source
+from xdigiskull.row import DatasetRow
 
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
 
@@ -47,8 +49,25 @@ class BuildOptions:
     salt: str = DEFAULT_SALT
 
 
-@dataclass
+@dataclass(frozen=True)
+class LabelledFile:
+    """A raw file the labelling stage gave a class and pose to.
+
+    Attributes:
+        relative: POSIX path relative to the raw folder (the file's key in the report).
+        path: the file's path.
+        label: its class and pose.
+    """
+
+    relative: str
+    path: str
+    label: LabelInfo
+
+
+@dataclass(frozen=True)
 class FileTask:
+    """A labelled file and the split it goes to: what a build worker gets."""
+
     relative: str
     path: str
     split: str
@@ -61,7 +80,7 @@ class FrameOutcome:
     status: str  # "written" or "skipped"
     reason: str = ""
     message: str = ""
-    row: dict | None = None
+    row: DatasetRow | None = None
 
 
 @dataclass
@@ -76,58 +95,119 @@ class FileOutcome:
 
 
 def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
-    """Read one raw file and turn its selected frames into dataset rows (PNG bytes included)."""
+    """Read one raw file and turn its selected frames into dataset rows (PNG bytes included).
+
+    Never raises for a bad input: whatever goes wrong reading the file, or preparing one of its frames,
+    becomes the reason of the file's or that frame's outcome (``internal-error`` for the unexpected).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every malformed value; the report says what matters
+        try:
+            return _process_file(task, options)
+        except SelectionTooLarge as error:  # a long cine run: one frame in memory at a time
+            return _process_frame_by_frame(task, options, error.indices)
+
+
+def _process_frame_by_frame(task: FileTask, options: BuildOptions, indices: list[int]) -> FileOutcome:
+    """`process_file` reading the file once per selected frame (each read checks, hashes and parses it again)."""
+    outcome = FileOutcome(task.relative)
+    for index in indices:
+        try:
+            single = _process_file(task, dataclasses.replace(options, frames=str(index)))
+        except SelectionTooLarge as error:  # only when the limits are set so that one frame exceeds them
+            single = FileOutcome(task.relative, reason=error.reason, message=error.message)
+        if single.reason:
+            outcome.frames.append(FrameOutcome(index, "skipped", single.reason, single.message))
+            continue
+        outcome.digest, outcome.num_frames = single.digest, single.num_frames
+        outcome.frames += single.frames
+        outcome.warnings += [w for w in single.warnings if w not in outcome.warnings]
+    if not outcome.digest:  # no frame could be read: the file's reason is its first frame's
+        first = outcome.frames[0]
+        return FileOutcome(task.relative, reason=first.reason, message=f"frame {first.frame}: {first.message}")
+    return outcome
+
+
+def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
     outcome = FileOutcome(task.relative)
     try:
         source = read_source(task.path, options.frames)
+        ds = source.dataset
+        context = _FileContext(
+            task, options, ds, source_id(source.digest, options.salt), technical_values(ds), has_burned_in_flag(ds)
+        )
+    except SelectionTooLarge:
+        raise  # for `process_file`, which reads the frames one at a time
     except SourceError as error:
         outcome.reason, outcome.message = error.reason, error.message
+        return outcome
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # containment: one file never stops a build (a Rust panic is a BaseException)
+        outcome.reason, outcome.message = "internal-error", f"reading the file raised {describe(error)}"
         return outcome
     outcome.digest = source.digest
     outcome.num_frames = source.num_frames
     outcome.warnings = list(source.warnings)
-    ds = source.dataset
-    technical = technical_values(ds)
-    burned_in_flag = has_burned_in_flag(ds)
-    domain, dose = split_class_name(task.label.class_name)
-    sid = source_id(source.digest, options.salt)
-
+    outcome.frames += [FrameOutcome(i, "skipped", e.reason, e.message) for i, e in source.skipped.items()]
     for index, frame in zip(source.frame_indices, source.frames):
         try:
-            prepared = prepare_frame(frame, ds, options.size, options.allow_upscale)
+            outcome.frames.append(_process_frame(context, index, frame, outcome.warnings))
         except SourceError as error:
             outcome.frames.append(FrameOutcome(index, "skipped", error.reason, error.message))
-            continue
-        image = prepared.image
-        corners = detect_corner_text(image)
-        if burned_in_flag or corners:
-            where = f"text in the {', '.join(corners)} corner(s)" if corners else "BurnedInAnnotation = YES"
-            if not options.mask_burned_in:
-                outcome.frames.append(
-                    FrameOutcome(index, "skipped", "burned-in-annotation", f"{where} (use --mask-burned-in to mask)")
-                )
-                continue
-            # the flag alone does not say where the text is: mask every corner
-            image = mask_corners(image, corners or ["top-left", "top-right", "bottom-left", "bottom-right"])
-            outcome.warnings.append(f"frame {index}: burned-in annotation masked ({where})")
-        spacing = technical["pixel_spacing_mm"]
-        row = {
-            "image": encode_png(image, options.bit_depth),
-            "label": CLASS_NAMES.index(task.label.class_name),
-            "domain": domain,
-            "dose": dose,
-            "view": task.label.view,
-            "primary_angle": task.label.primary_angle,
-            "secondary_angle": task.label.secondary_angle,
-            "pair_id": task.label.pair_id,
-            "frame_index": int(index),
-            "source_id": sid,
-            **technical,
-            # spacing of the output grid, not of the detector
-            "pixel_spacing_mm": None if spacing is None else spacing * prepared.crop.side / image.shape[0],
-        }
-        outcome.frames.append(FrameOutcome(index, "written", row=row))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            message = f"frame {index}: processing raised {describe(error)}"
+            outcome.frames.append(FrameOutcome(index, "skipped", "internal-error", message))
+    outcome.frames.sort(key=lambda f: f.frame)
     return outcome
+
+
+@dataclass(frozen=True)
+class _FileContext:
+    """What every frame of one file shares."""
+
+    task: FileTask
+    options: BuildOptions
+    dataset: Dataset | None
+    source_id: str
+    technical: dict[str, float | None]
+    burned_in_flag: bool
+
+
+def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warnings_out: list[str]) -> FrameOutcome:
+    """One display frame -> a written row, or a skip for burned-in text (SourceError for the rest)."""
+    options, label, ds = context.options, context.task.label, context.dataset
+    prepared = prepare_frame(frame, ds, options.size, options.allow_upscale)
+    image = prepared.image
+    corners = detect_corner_text(image)
+    if context.burned_in_flag or corners:
+        where = f"text in the {', '.join(corners)} corner(s)" if corners else "BurnedInAnnotation = YES"
+        if not options.mask_burned_in:
+            return FrameOutcome(index, "skipped", "burned-in-annotation", f"{where} (use --mask-burned-in to mask)")
+        # the flag alone does not say where the text is: mask every corner
+        image = mask_corners(image, corners or ["top-left", "top-right", "bottom-left", "bottom-right"])
+        warnings_out.append(f"frame {index}: burned-in annotation masked ({where})")
+    technical = dict(context.technical)
+    spacing = technical.pop("pixel_spacing_mm")
+    domain, dose = split_class_name(label.class_name)
+    row = DatasetRow(
+        image=encode_png(image, options.bit_depth),
+        label=CLASS_NAMES.index(label.class_name),
+        domain=domain,
+        dose=dose,
+        view=label.view,
+        primary_angle=label.primary_angle,
+        secondary_angle=label.secondary_angle,
+        pair_id=label.pair_id,
+        frame_index=int(index),
+        source_id=context.source_id,
+        # spacing of the output grid, not of the detector
+        pixel_spacing_mm=None if spacing is None else spacing * prepared.crop.side / image.shape[0],
+        **technical,
+    )
+    return FrameOutcome(index, "written", row=row)
 
 
 def encode_png(image: np.ndarray, bit_depth: int) -> bytes:
@@ -144,28 +224,48 @@ def process_files(tasks: list[FileTask], options: BuildOptions) -> list[FileOutc
     return [process_file(task, options) for task in tasks]
 
 
-def scan_files(items: list[tuple[str, str]], labeler: Labeler) -> list[LabelInfo | LabelError]:
+def scan_files(items: list[tuple[str, str]], labeler: Labeler) -> list[LabelInfo | LabelError | SourceError]:
     """A pool task: label files that need their DICOM header read."""
     return [label_file(relative, path, labeler) for relative, path in items]
 
 
-def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelError:
-    """Label one file, reading its DICOM header only when the labeler needs it."""
+def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelError | SourceError:
+    """Label one file, reading its DICOM header only when the labeler needs it.
+
+    Returns the label, a `LabelError` (no class for this file), or a `SourceError` when the header that the
+    rules need cannot be read (``unreadable-header``) or labelling fails unexpectedly (``internal-error``).
+    """
     ds: Dataset | None = None
     if labeler.needs_header and is_dicom_path(Path(path)):
-        # stop after the last attribute the labeler reads (and before any pixel data): elements are
-        # parsed one by one, so a vendor's long private groups would cost more than the rest together
-        stop_at = min(labeler.header_tags[-1] + 1, PIXEL_DATA_GROUP)
-        try:
-            with warnings.catch_warnings(), open(path, "rb") as handle:
-                warnings.simplefilter("ignore")
-                ds = read_partial(handle, stop_when=lambda tag, vr, length: tag >= stop_at)
-        except Exception:  # unreadable headers are reported precisely when the file is read for its pixels
-            ds = None
+        ds, problem = _read_label_header(path, labeler)
+        if ds is None and labeler.mode == "rules":
+            return SourceError("unreadable-header", f"the header the labelling rules test cannot be read: {problem}")
     try:
-        return labeler.label(relative, ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a malformed angle is no angle; pydicom need not say so per file
+            return labeler.label(relative, ds)
     except LabelError as error:
         return error
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # containment: one file never stops a build
+        return SourceError("internal-error", f"labelling raised {describe(error)}")
+
+
+def _read_label_header(path: str, labeler: Labeler) -> tuple[Dataset | None, str]:
+    """The header up to the last attribute the labeler reads, or (None, why not)."""
+    # stop after the last attribute the labeler reads (and before any pixel data): elements are
+    # parsed one by one, so a vendor's long private groups would cost more than the rest together
+    stop_at = min(labeler.header_tags[-1] + 1, PIXEL_DATA_GROUP)
+    try:
+        check_regular_file(Path(path))  # a pipe would block here; a huge file is refused when read
+        with warnings.catch_warnings(), open(path, "rb") as handle:
+            warnings.simplefilter("ignore")
+            return read_partial(handle, stop_when=lambda tag, vr, length: tag >= stop_at), ""
+    except SourceError as error:
+        return None, error.message
+    except Exception as error:  # without the rules, the read stage reports an unreadable header precisely
+        return None, describe(error)
 
 
 def worker_init() -> None:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.row import DatasetRow
 
 if TYPE_CHECKING:
     import datasets
@@ -72,14 +73,14 @@ class SplitWriter:
         self._shard_paths: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
         self._shard_bytes = 0
-        self._pending: list[dict] = []
+        self._pending: list[DatasetRow] = []
         (self.root / "data").mkdir(parents=True, exist_ok=True)
 
-    def add(self, row: dict) -> None:
-        """Add one row: a dict with every feature; ``image`` is the PNG bytes."""
+    def add(self, row: DatasetRow) -> None:
+        """Add one row (its ``image`` is the PNG bytes)."""
         self._pending.append(row)
-        self._shard_bytes += len(row["image"])
-        self.num_bytes += len(row["image"])
+        self._shard_bytes += len(row.image)
+        self.num_bytes += len(row.image)
         self.num_rows += 1
         if len(self._pending) >= ROW_GROUP_SIZE:
             self._flush()
@@ -100,7 +101,7 @@ class SplitWriter:
             write_statistics=other_columns,
             use_dictionary=other_columns,
         )
-        self._shard_bytes = sum(len(r["image"]) for r in self._pending)
+        self._shard_bytes = sum(len(r.image) for r in self._pending)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -110,11 +111,11 @@ class SplitWriter:
         # column by column: three times faster than Table.from_pydict, which walks an image dict per row
         image_type = self.schema.field("image").type
         images = pa.StructArray.from_arrays(
-            [pa.array([row["image"] for row in self._pending], pa.binary()), pa.nulls(len(self._pending), pa.string())],
+            [pa.array([row.image for row in self._pending], pa.binary()), pa.nulls(len(self._pending), pa.string())],
             fields=list(image_type),
         )
         columns = [
-            images if name == "image" else pa.array([row[name] for row in self._pending], self.schema.field(name).type)
+            images if name == "image" else pa.array([getattr(row, name) for row in self._pending], self.schema.field(name).type)
             for name in self.schema.names
         ]
         table = pa.Table.from_arrays(columns, schema=self.schema)

@@ -35,6 +35,12 @@ def skull_like(rows: int, cols: int, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0.1, 0.9).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def skull():
+    """`skull_like` for test modules (a conftest is not importable under --import-mode=importlib)."""
+    return skull_like
+
+
 def _base_dataset(rows: int, cols: int, frames: int = 1) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

@@ -171,7 +171,7 @@ def test_damaged_inputs_are_reported_and_skipped(damaged_export, tmp_path):
     assert summary.frames_written == 20
     files = json.loads(summary.report_path.read_text())["files"]
     assert files["azurion/low/notdicom.dcm"]["reason"] == "not-dicom"
-    assert files["azurion/low/truncated.dcm"]["reason"] == "corrupt-pixel-data"
+    assert files["azurion/low/truncated.dcm"]["reason"] == "truncated-pixel-data"
     assert files["simulator/low/black.png"]["frames"][0]["reason"] == "all-black-frame"
     assert files["simulator/low/tiny.png"]["frames"][0]["reason"] == "tiny-image"
     assert files["simulator/low/small.png"]["frames"][0]["reason"] == "field-too-small"

@@ -9,6 +9,7 @@ from pydicom.tag import Tag
 
 from xdigiskull.labels import LabelError, LabelInfo, class_from_path, make_labeler
 from xdigiskull.processing import label_file
+from xdigiskull.reading import SourceError
 
 
 def test_folder_conventions():
@@ -115,7 +116,8 @@ def test_label_file_reads_the_header_up_to_the_last_attribute_needed(tmp_path, w
     assert isinstance(label_file("b.dcm", str(other), labeler), LabelError)
     broken = tmp_path / "c.dcm"
     broken.write_bytes(b"not a dicom file")
-    assert isinstance(label_file("c.dcm", str(broken), labeler), LabelError)  # no header: no rule matches
+    unreadable = label_file("c.dcm", str(broken), labeler)  # the rules cannot be tested: said so, not "no match"
+    assert isinstance(unreadable, SourceError) and unreadable.reason == "unreadable-header"
 
 
 @pytest.mark.parametrize(

@@ -111,9 +111,8 @@ def test_dicom_jpeg_baseline(tmp_path, write_dicom):
 
 
 def test_multiframe_selection_and_frame_out_of_range(tmp_path, write_dicom):
-    frames = np.stack([np.full((32, 32), v, np.float32) for v in (0.1, 0.5, 0.9)])
-    frames[:, 0, 0] = 0.0  # some contrast so each frame has a range
-    frames[:, -1, -1] = 1.0
+    gradient = np.linspace(-0.05, 0.05, 32, dtype=np.float32)[None, :]  # an image, not one grey level
+    frames = np.stack([np.full((32, 32), v, np.float32) + gradient for v in (0.1, 0.5, 0.9)])
     path = write_dicom(tmp_path / "multi.dcm", frames, WindowCenter=2048, WindowWidth=4096)
     source = read_source(path, "all")
     assert source.num_frames == 3 and source.frame_indices == [0, 1, 2]
@@ -213,7 +212,7 @@ def test_damaged_dicoms_get_precise_reasons(tmp_path, write_dicom):
         reasons[name] = info.value.reason
     assert reasons["text.dcm"] == "not-dicom"
     assert reasons["empty.dcm"] == "empty-file"
-    assert reasons["truncated.dcm"] == "corrupt-pixel-data"
+    assert reasons["truncated.dcm"] == "truncated-pixel-data"
     assert reasons["header-only.dcm"] in ("corrupt-dicom", "no-pixel-data", "corrupt-pixel-data")
 
 
