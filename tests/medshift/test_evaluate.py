@@ -134,7 +134,7 @@ def test_command_writes_table_results_and_plot(tiny_model, tiny_dataset, ground_
     assert results["counts"] == {"source_images": POSES, "target_images": 2 * POSES, "paired": POSES - 1}
     assert results["backbones"] == {
         "fd": "vae-latent-8x8", "coverage": "vae-latent-8x8", "density": "vae-latent-8x8",
-        "cmmd": f"clip:{files['clip']}", "lpips": "lpips-alex-v0.1",
+        "cmmd": f"clip:{files['clip']}", "lpips": "lpips-alex",
     }  # fmt: skip
     assert results["paper_protocol_backbones"] is False  # no Inception
     labels = [row["label"] for row in results["rows"]]
