@@ -452,6 +452,7 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "baselines": list(config.baselines),
             "seed": config.seed,
             "image_size": data.size,
+            "max_images": config.max_images,
             "processing_resolution": pipe.config.resolution,
             "num_inference_steps": config.num_inference_steps or pipe.scheduler.config.num_inference_steps,
             "guidance_scale": pipe.config.default_guidance_scale if config.guidance_scale is None else config.guidance_scale,

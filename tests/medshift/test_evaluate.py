@@ -205,3 +205,28 @@ def test_bad_arguments_are_named(tiny_model, tiny_dataset, tmp_path, args, messa
     assert result.exit_code != 0
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_cached_backbones_are_the_default_and_named(tiny_model, tiny_dataset):
+    from medshift.metrics.fetch import cache_dir, verify_cache
+
+    if verify_cache(cache_dir()) is None:
+        pytest.skip(f"no fetched backbone weights in {cache_dir()}: run `medshift weights fetch` (make install does)")
+    config = EvaluationConfig(
+        model=str(tiny_model), dataset=str(tiny_dataset), taus=[], baselines=["identity"], max_images=6,
+        show_progress=False,
+    )  # fmt: skip
+    results = run_evaluation(config)  # the identity row only: the Inception is slow on a CPU
+    assert results["backbones"] == {
+        "fd": "inception-v3-fid", "coverage": "inception-v3-fid", "density": "inception-v3-fid",
+        "mmd": "inception-v3-fid", "lpips": "lpips-alex",
+    }  # fmt: skip
+    (identity,) = results["rows"]
+    # against its own source LPIPS is 0 (the paper's identity row); against the real render of the pose it is not
+    assert identity["lpips"] == pytest.approx(0.0, abs=1e-6) and identity["paired"]["lpips"] > 0.01
+    assert identity["fd"] > 1 and 0 <= identity["coverage"] <= 1 and identity["mmd"] > 0
+    header = next(line for line in render_report(results).splitlines() if line.startswith("| Type"))
+    assert header == (
+        "| Type | Method | CFID ↓ | Cov. ↑ | MMD [inception-v3-fid] ↓ | Rank ↓ | LPIPS ↓ | SSIM ↑ | Rank ↓ | Avg. Rank ↓ |"
+    )
+    assert "CMMD" not in header
