@@ -148,13 +148,13 @@ def add_distractors(rng: np.random.Generator, image: np.ndarray) -> list[str]:
         value = rng.uniform(0.02, 0.12) if rng.random() < 0.7 else rng.uniform(0.85, 0.98)
         image[:] = image * (1 - blades) + value * blades
         added.append("collimator")
-    if rng.random() < 0.3:  # ruler: regular ticks along a line, long every fifth
+    if rng.random() < 0.3:  # radiopaque ruler: 5 mm ticks (9-20 pixels at 0.25-0.55 mm a pixel), long every cm
         corner = str(rng.choice(["top-left", "top-right", "bottom-left", "bottom-right"]))
-        pitch, length = int(rng.integers(4, 10)), int(rng.integers(6, 14))
+        pitch, length = int(rng.integers(9, 21)), int(rng.integers(6, 14))
         ruler = np.zeros((length * 2 + 4, SIDE // 3), np.float32)
         cv2.line(ruler, (0, 1), (ruler.shape[1] - 1, 1), 1.0, 1)
         for i, x in enumerate(range(0, ruler.shape[1], pitch)):
-            cv2.line(ruler, (x, 1), (x, length * (2 if i % 5 == 0 else 1)), 1.0, 1)
+            cv2.line(ruler, (x, 1), (x, length * (2 if i % 2 == 0 else 1)), 1.0, 1)
         ruler = cv2.GaussianBlur(ruler, (0, 0), rng.uniform(0.5, 1.2))
         if rng.random() < 0.5:
             ruler = np.ascontiguousarray(ruler.T)
@@ -201,7 +201,8 @@ def text_sample(index: int, background: np.ndarray | None = None) -> tuple[np.nd
             top, left = _corner_origin(rng, corner, coverage.shape)
             region = image[top : top + coverage.shape[0], left : left + coverage.shape[1]]
             local = float(np.median(region)) if region.size else 0.5
-            bright = rng.random() < 0.6
+            # the polarity that shows on this ground (a console writes white on dark and black on light)
+            bright = local < 0.4 or (local <= 0.6 and rng.random() < 0.6)
             if rng.random() < 0.5:  # saturated, as most consoles burn it in
                 value = 1.0 if bright else 0.0
             else:  # grey text, at least 0.3 from the ground it sits on
