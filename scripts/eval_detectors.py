@@ -132,7 +132,7 @@ def main(
     text: int = typer.Option(2000, help="Generated text samples (half with text)."),
     fields: int = typer.Option(1000, help="Generated field frames (a fifth of each kind, half 8-bit)."),
     phantom_views: int = typer.Option(4, help="Phantom poses rendered as extra text backgrounds (0: none)."),
-    start: int = typer.Option(100_000, help="First sample of the text set (the check was tuned on 0-1199)."),
+    start: int = typer.Option(100_000, help="First sample of the text set (the check was tuned on 0-2399)."),
 ) -> None:
     """Print the confusion matrix of the text check and the IoU table of the field detector."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -27,7 +27,7 @@ TECHNICAL_TAGS: dict[str, tuple[str, ...]] = {
 DEFAULT_SALT = "x-digiskull"
 
 # corner text detection, on corner patches of this share of the field side, judged on the dataset's scale
-# (patches of other sizes are resampled to it); the values were tuned on samples 0-1199 of the evaluation set
+# (patches of other sizes are resampled to it); the values were tuned on samples 0-2399 of the evaluation set
 # in scripts/detector_sets.py and are measured on samples from 100000 on (scripts/eval_detectors.py)
 CORNER_SHARE = 0.15
 TEXT_REFERENCE_SIDE = 780
@@ -46,9 +46,13 @@ TEXT_COMB_FILL = 0.35
 # a word (glyphs that touch): this much wider than tall, with this many stroke pixels
 TEXT_WORD_ASPECT = 1.4
 TEXT_WORD_MIN_INK = 30
+# two glyphs are on one line when no further apart than this many times their height
+TEXT_GAP = 1.5
 # the strokes of a line of text differ from the median of the ground around them by this much; the gaps
 # between a ruler's ticks, which the other top-hat sees, are that ground
-TEXT_GROUND_CONTRAST = 0.15
+TEXT_GROUND_CONTRAST = 0.2
+# a line of strokes that a top-hat twice as wide sees this many times larger belongs to thicker strokes
+TEXT_THICK_RATIO = 1.3
 
 
 def technical_values(ds: Dataset | None) -> dict[str, float | None]:
@@ -147,8 +151,15 @@ def _has_text_line(strokes: np.ndarray, patch: np.ndarray, operation: int) -> bo
     ink = np.bincount(labels.ravel(), weights=strokes.ravel(), minlength=count)[1:]  # stroke pixels of each group
     glyph = (height >= TEXT_MIN_HEIGHT) & (height <= TEXT_MAX_HEIGHT) & (width >= 2) & (ink >= TEXT_MIN_STROKE_PIXELS)
     glyph &= (ink >= TEXT_FILL[0] * width * height) & (ink <= TEXT_FILL[1] * width * height)
+    if not glyph.any():
+        return False
+    elongated = (width >= 2 * height) | (height >= 2 * width)  # only those can be combs
     index = np.array(
-        [i for i in np.flatnonzero(glyph) if not _has_edge_line(strokes[top[i] : top[i] + height[i], left[i] : left[i] + width[i]])],
+        [
+            i
+            for i in np.flatnonzero(glyph)
+            if not (elongated[i] and _has_edge_line(strokes[top[i] : top[i] + height[i], left[i] : left[i] + width[i]]))
+        ],
         dtype=int,
     )
     # a letter inside a frame taller than any glyph (a lead marker's box) is a marker
@@ -171,7 +182,7 @@ def _has_text_line(strokes: np.ndarray, patch: np.ndarray, operation: int) -> bo
         if thick is None:  # the same top-hat with a kernel twice as wide also sees strokes up to twice as thick
             wide = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * TEXT_KERNEL, 2 * TEXT_KERNEL))
             thick = cv2.morphologyEx(patch, operation, wide) > TEXT_CONTRAST
-        return int(thick[rows, cols].sum()) <= 2 * stroke_pixels
+        return int(thick[rows, cols].sum()) <= TEXT_THICK_RATIO * stroke_pixels
 
     # a word: glyphs that touch, wider than tall
     word = (width[index] >= TEXT_WORD_ASPECT * height[index]) & (height[index] >= 6) & (ink[index] >= TEXT_WORD_MIN_INK)
@@ -185,7 +196,7 @@ def _has_text_line(strokes: np.ndarray, patch: np.ndarray, operation: int) -> bo
         level = np.abs(center[index] - center[a]) <= 0.35 * tall
         level &= (height[index] <= 2 * height[a]) & (2 * height[index] >= height[a])
         gap = np.maximum(left[index] - (left[a] + width[a]), left[a] - (left[index] + width[index]))
-        near = index[level & (gap <= 1.2 * tall)]
+        near = index[level & (gap <= TEXT_GAP * tall)]
         if near.size < 2:
             continue
         rows = slice(int(top[near].min()), int((top[near] + height[near]).max()))
