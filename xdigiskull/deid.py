@@ -52,7 +52,7 @@ TEXT_GAP = 1.5
 # between a ruler's ticks, which the other top-hat sees, are that ground
 TEXT_GROUND_CONTRAST = 0.2
 # a line of strokes that a top-hat twice as wide sees this many times larger belongs to thicker strokes
-TEXT_THICK_RATIO = 1.3
+TEXT_THICK_RATIO = 2.5
 
 
 def technical_values(ds: Dataset | None) -> dict[str, float | None]:
