@@ -111,11 +111,11 @@ def anatomy(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return np.clip(image, 0.02, 0.98).astype(np.float32)
 
 
-def _corner_origin(rng: np.random.Generator, corner: str, size: tuple[int, int]) -> tuple[int, int]:
-    """Top-left position that puts a thing of `size` (rows, cols) near `corner` of a SIDE x SIDE image."""
-    margin_y, margin_x = int(rng.integers(2, 25)), int(rng.integers(2, 25))
-    top = margin_y if corner.startswith("top") else SIDE - margin_y - size[0]
-    left = margin_x if corner.endswith("left") else SIDE - margin_x - size[1]
+def _corner_origin(rng: np.random.Generator, corner: str, size: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
+    """Top-left position that puts a thing of `size` (rows, cols) near `corner` of a side x side image."""
+    margin_y, margin_x = (int(rng.integers(2, 25) * side / SIDE) for _ in range(2))
+    top = margin_y if corner.startswith("top") else side - margin_y - size[0]
+    left = margin_x if corner.endswith("left") else side - margin_x - size[1]
     return max(0, top), max(0, left)
 
 
@@ -192,13 +192,17 @@ def text_sample(index: int, background: np.ndarray | None = None) -> tuple[np.nd
         image = np.ascontiguousarray(image)
     parts = add_distractors(rng, image)
     has_text = index % 2 == 1
+    # text is burned in at the source's size and reaches the check through the builder's resize to 780
+    source = int(rng.integers(400, 1400))
+    image = cv2.resize(image, (source, source), interpolation=cv2.INTER_AREA if source < SIDE else cv2.INTER_LINEAR)
     if has_text:
         corners = list(rng.choice(["top-left", "top-right", "bottom-left", "bottom-right"], int(rng.integers(1, 3)), replace=False))
         for corner in corners:
             font = str(rng.choice(font_names()))
             text = str(rng.choice(STRINGS))
-            coverage = render_text(text, font, int(rng.integers(7, 26)))
-            top, left = _corner_origin(rng, corner, coverage.shape)
+            # cap height 7-25 pixels once on the 780 scale (where the check judges it)
+            coverage = render_text(text, font, max(5, int(round(rng.integers(7, 26) * source / SIDE))))
+            top, left = _corner_origin(rng, corner, coverage.shape, source)
             region = image[top : top + coverage.shape[0], left : left + coverage.shape[1]]
             local = float(np.median(region)) if region.size else 0.5
             # the polarity that shows on this ground (a console writes white on dark and black on light)
@@ -209,7 +213,8 @@ def text_sample(index: int, background: np.ndarray | None = None) -> tuple[np.nd
                 contrast = rng.uniform(0.3, 0.6)
                 value = min(1.0, local + contrast) if bright else max(0.0, local - contrast)
             _paste(image, coverage, top, left, value)
-            parts.append(f"{'bright' if bright else 'dark'} '{text}' in {font} at the {corner}")
+            parts.append(f"{'bright' if bright else 'dark'} '{text}' in {font} at the {corner} of a {source}-pixel frame")
+    image = cv2.resize(image, (SIDE, SIDE), interpolation=cv2.INTER_AREA if source > SIDE else cv2.INTER_CUBIC)
     return np.clip(image, 0.0, 1.0).astype(np.float32), has_text, "; ".join(parts) or "clean"
 
 

@@ -39,7 +39,7 @@ TEXT_CONTRAST = 0.2
 TEXT_MIN_STROKE_PIXELS = 12
 TEXT_MIN_HEIGHT = 4
 TEXT_MAX_HEIGHT = 32
-TEXT_FILL = (0.25, 0.75)
+TEXT_FILL = (0.2, 0.75)
 # a long group whose outer row (column) is filled this much, and its other rows this little, is a ruler's comb
 TEXT_EDGE_LINE = 0.95
 TEXT_COMB_FILL = 0.35
@@ -50,7 +50,7 @@ TEXT_WORD_MIN_INK = 30
 TEXT_GAP = 1.5
 # the strokes of a line of text differ from the median of the ground around them by this much; the gaps
 # between a ruler's ticks, which the other top-hat sees, are that ground
-TEXT_GROUND_CONTRAST = 0.2
+TEXT_GROUND_CONTRAST = 0.19
 # a line of strokes that a top-hat twice as wide sees this many times larger belongs to thicker strokes
 TEXT_THICK_RATIO = 2.5
 

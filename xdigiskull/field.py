@@ -2,7 +2,8 @@
 
 The field comes from the DICOM display-shutter attributes when the file has them; otherwise it is
 detected in the image: uniform non-image margins (screen exports), dark collimator bands and circular
-fields (image intensifiers). The crop is the largest square centred in the field: for a rectangle
+fields (image intensifiers); when the evidence for them is weak, the full frame is the field
+(`source="full-frame"`). The crop is the largest square centred in the field: for a rectangle
 of h x w it is min(h, w) wide, offset by (h - s) // 2 and (w - s) // 2; for a circle it is the
 inscribed square. The phantom's ground truth is cut with the same rule.
 """
@@ -172,10 +173,11 @@ def detect_field(image: np.ndarray) -> Field:
 
 
 def _is_edge(image: np.ndarray, count: int) -> bool:
-    """Whether the first `count` rows of `image` end in a collimator edge (a flat margin always does).
+    """Whether the first `count` rows of `image` end in a screen margin's or a collimator's straight edge.
 
-    Compares, column block by column block, the band's last rows with the rows a little past its end
-    (past a blurred edge's penumbra): the field must be brighter by `EDGE_STEP` along `EDGE_SHARE` of the edge.
+    A flat margin must give way to the image within two lines. For a noisy band, compares, column block
+    by column block, its last rows with the rows a little past its end (past a blurred edge's penumbra):
+    the field must be brighter by `EDGE_STEP` along `EDGE_SHARE` of the edge, and the band one level.
     """
     band = image[max(0, count - 8) : count]
     field = image[count + 3 : count + 11]
