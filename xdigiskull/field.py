@@ -2,7 +2,8 @@
 
 The field comes from the DICOM display-shutter attributes when the file has them; otherwise it is
 detected in the image: uniform non-image margins (screen exports), dark collimator bands and circular
-fields (image intensifiers). The crop is the largest square centred in the field: for a rectangle
+fields (image intensifiers); when the evidence for them is weak, the full frame is the field
+(`source="full-frame"`). The crop is the largest square centred in the field: for a rectangle
 of h x w it is min(h, w) wide, offset by (h - s) // 2 and (w - s) // 2; for a circle it is the
 inscribed square. The phantom's ground truth is cut with the same rule.
 """
@@ -22,6 +23,12 @@ FLAT_NOISE = 0.004
 BAND_MAX_VALUE = 0.25
 # share of a line's pixels that must look like the band for the line to belong to it
 BAND_LINE_SHARE = 0.98
+# a noisy dark band is a collimator only if it ends in a step up to the field: along (nearly) all of the edge
+# the field side is brighter than the band side by this much; smooth dark anatomy at the border has no such step
+EDGE_STEP = 0.04
+EDGE_SHARE = 0.8
+# an image-intensifier circle fills most of the frame; a small round bright blob is anatomy, not a field
+CIRCLE_MIN_RADIUS_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -129,17 +136,27 @@ def detect_field(image: np.ndarray) -> Field:
     """
     rows, cols = image.shape
     center = image[rows // 4 : rows - rows // 4, cols // 4 : cols - cols // 4]
-    center_low = float(np.percentile(center[::2, ::2], 1.0)) if center.size else 0.0
+    # a band is clearly darker than the middle of the frame (which a small or off-centre field may not fill)
+    ceiling = min(BAND_MAX_VALUE, float(np.median(center[::2, ::2])) - EDGE_STEP) if center.size else 0.0
 
-    top = _peel(image, center_low)
-    bottom = rows - _peel(image[::-1, :], center_low)
-    left = _peel(image.T, center_low)
-    right = cols - _peel(image.T[::-1, :], center_low)
+    top = _peel(image, ceiling)
+    bottom = rows - _peel(image[::-1, :], ceiling)
+    left = _peel(image.T, ceiling)
+    right = cols - _peel(image.T[::-1, :], ceiling)
+    # weak evidence keeps the side: a peeled noisy band must end in a step up to the field along its edge
+    if top and not _is_edge(image[:, left:right], top):
+        top = 0
+    if bottom < rows and not _is_edge(image[::-1, left:right], rows - bottom):
+        bottom = rows
+    if left and not _is_edge(image.T[:, top:bottom], left):
+        left = 0
+    if right < cols and not _is_edge(image.T[::-1, top:bottom], cols - right):
+        right = cols
     if bottom - top < 2 or right - left < 2:
         return Field(0, 0, 0, 0, "rectangle", "detected")
     peeled = (top, left, bottom, right) != (0, 0, rows, cols)
 
-    circle = _detect_circle(image[top:bottom, left:right], center_low)
+    circle = _detect_circle(image[top:bottom, left:right], ceiling)
     if circle is not None:
         c_row, c_col, radius = circle
         c_row += top
@@ -155,20 +172,53 @@ def detect_field(image: np.ndarray) -> Field:
     return Field(top, left, bottom, right, "rectangle", "detected" if peeled else "full-frame")
 
 
-def _band_reference(line: np.ndarray, center_low: float) -> tuple[float, float] | None:
+def _is_edge(image: np.ndarray, count: int) -> bool:
+    """Whether the first `count` rows of `image` end in a screen margin's or a collimator's straight edge.
+
+    A flat margin must give way to the image within two lines. For a noisy band, compares, column block
+    by column block, its last rows with the rows a little past its end (past a blurred edge's penumbra):
+    the field must be brighter by `EDGE_STEP` along `EDGE_SHARE` of the edge, and the band one level.
+    """
+    band = image[max(0, count - 8) : count]
+    field = image[count + 3 : count + 11]
+    if band.size == 0 or field.size == 0:
+        return True  # the band reaches the middle of the frame: nothing to compare, keep the old verdict
+    value = float(np.median(band[-1]))
+    if 1.4826 * float(np.median(np.abs(band[-1] - value))) <= FLAT_NOISE:
+        # a flat (screen) margin ends in a straight line: the image starts at once along all of it, whereas
+        # saturated air around a body gives way to the body's curved outline a bit more each line
+        beyond = image[count + 1 : count + 3]
+        return bool(np.all((np.abs(beyond - np.float32(value)) <= 2.0 / 255.0).mean(axis=1) < 0.5))
+    cols = band.shape[1] - band.shape[1] % 8 or band.shape[1]
+    steps = field[:, :cols].mean(axis=0) - band[:, :cols].mean(axis=0)
+    if steps.size >= 8:
+        steps = steps[: steps.size - steps.size % 8].reshape(-1, 8).mean(axis=1)  # average out the noise
+    if float(np.mean(steps >= EDGE_STEP)) < EDGE_SHARE:
+        return False
+    # a band is one level from the frame's edge to its own: dark anatomy fading in towards the middle is not
+    outer, inner = image[: max(1, count // 3)], image[max(0, count - 3 - count // 3) : max(1, count - 3)]
+    return abs(float(inner.mean()) - float(outer.mean())) < EDGE_STEP / 2
+
+
+def _band_reference(line: np.ndarray, ceiling: float) -> tuple[float, float] | None:
     """(value, tolerance) of a margin or band whose outermost line is `line`, or None if it is image."""
     value = float(np.median(line))
-    noise = 1.4826 * float(np.median(np.abs(line - value)))
+    deviation = np.abs(line - value)
+    noise = 1.4826 * float(np.median(deviation))
+    # the tolerance also covers the few outliers of a dark level clipped at zero (median and MAD are 0 there)
+    outliers = 1.25 * float(np.percentile(deviation, 99))
     if noise <= FLAT_NOISE:
-        return value, max(4.0 * noise, 2.0 / 255.0)
-    if value <= min(BAND_MAX_VALUE, center_low):
-        return value, 4.0 * noise + 0.01
+        return value, max(4.0 * noise, 2.0 / 255.0, outliers)
+    # a band's line is noise about one level; a line of anatomy also varies along its length
+    pixel_noise = 1.4826 * float(np.median(np.abs(np.diff(line)))) / math.sqrt(2.0)
+    if value <= ceiling and noise <= 2.0 * pixel_noise + 0.01:
+        return value, max(4.0 * noise + 0.01, outliers)
     return None
 
 
-def _peel(image: np.ndarray, center_low: float) -> int:
+def _peel(image: np.ndarray, ceiling: float) -> int:
     """Number of leading rows of `image` that belong to a margin or band."""
-    reference = _band_reference(image[0], center_low)
+    reference = _band_reference(image[0], ceiling)
     if reference is None:
         return 0
     value, tolerance = reference
@@ -185,14 +235,14 @@ def _peel(image: np.ndarray, center_low: float) -> int:
     return count
 
 
-def _detect_circle(region: np.ndarray, center_low: float) -> tuple[float, float, float] | None:
+def _detect_circle(region: np.ndarray, ceiling: float) -> tuple[float, float, float] | None:
     """(row, col, radius) of a circular field filling `region`, or None when the corners are exposed."""
     rows, cols = region.shape
     if min(rows, cols) < 16:
         return None
     patch = max(2, min(rows, cols) // 16)
     corners = [region[:patch, :patch], region[:patch, -patch:], region[-patch:, :patch], region[-patch:, -patch:]]
-    references = [_band_reference(c.ravel(), center_low) for c in corners]
+    references = [_band_reference(c.ravel(), ceiling) for c in corners]
     if any(r is None for r in references):
         return None
     value = float(np.median([r[0] for r in references]))
@@ -205,7 +255,9 @@ def _detect_circle(region: np.ndarray, center_low: float) -> tuple[float, float,
     largest = max(contours, key=cv2.contourArea)
     hull = cv2.convexHull(largest)
     (c_col, c_row), radius = cv2.minEnclosingCircle(hull)
-    if radius < 8 or cv2.contourArea(hull) < 0.85 * math.pi * radius * radius:
+    if radius < max(8.0, CIRCLE_MIN_RADIUS_SHARE * min(rows, cols)):
+        return None  # a small bright blob is anatomy, not an image-intensifier field
+    if cv2.contourArea(hull) < 0.85 * math.pi * radius * radius:
         return None  # not round: a rectangle with a dark corner, say
     return c_row, c_col, radius
 

@@ -154,3 +154,15 @@ def _write_export_dicom(path: Path, frames: np.ndarray, primary: float, secondar
     ds.PixelData = pixels.tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="session")
+def detector_sets():
+    """scripts/detector_sets.py (the detectors' evaluation sets), loaded as a module."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "scripts" / "detector_sets.py"
+    spec = importlib.util.spec_from_file_location("detector_sets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from xdigiskull.field import Field, SquareCrop, crop_and_resize, detect_field, field_from_shutter, square_crop
 from xdigiskull.prepare import prepare_frame
-from xdigiskull.reading import SourceError
+from xdigiskull.reading import SourceError, read_source
 
 
 def _content(rows, cols, seed=0):
@@ -117,3 +117,46 @@ def test_prepare_frame_checks():
     prepared = prepare_frame(_content(100, 120), size=64)
     assert prepared.image.shape == (64, 64) and prepared.crop == SquareCrop(0, 10, 100)
     assert isinstance(prepared.field, Field)
+
+
+def _full_field_xa(side=1024, seed=0):
+    """Smooth anatomy-like 12-bit content that fills the frame, darker towards the edges, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    low = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    r2 = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) / (side / 2.3) ** 2
+    image = 300 + 2500 * np.exp(-r2) + 150 * low + 60 * rng.standard_normal((side, side)).astype(np.float32)
+    return np.clip(image, 0, 4095).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frame_without_collimation_is_the_full_field(tmp_path, write_dicom, seed):
+    # issue 13, failure 3: 1024x1024 12-bit XA with no shutter attributes and no bands used to get a
+    # made-up field (too small for 780 and skipped); the whole frame is exposed and is the field
+    stored = _full_field_xa(seed=seed)
+    path = write_dicom(tmp_path / "run.dcm", np.zeros((1024, 1024)), stored=stored)
+    source = read_source(path)
+    prepared = prepare_frame(source.frames[0], source.dataset, 780)
+    assert prepared.field.source == "full-frame"
+    assert (prepared.field.height, prepared.field.width) == (1024, 1024)
+    assert prepared.crop == SquareCrop(0, 0, 1024)
+
+
+def test_saturated_air_around_a_body_is_not_a_screen_margin():
+    frame = np.full((400, 400), 0.98, np.float32)
+    body = np.zeros((400, 400), np.uint8)
+    cv2.ellipse(body, (200, 200), (185, 260), 0, 0, 360, 1, -1)  # leaves the frame at the top and bottom
+    frame[body > 0] = _content(400, 400)[body > 0]
+    field = detect_field(frame)
+    assert field.source == "full-frame" and (field.height, field.width) == (400, 400)
+
+
+def test_field_evaluation_subset(detector_sets):
+    # the goals of scripts/eval_detectors.py on a small slice of its set: IoU >= 0.95 for every kind,
+    # and a frame without a collimator is the full frame
+    for index in range(40):
+        frame, truth, kind, bits = detector_sets.field_sample(index)
+        found = detect_field(frame)
+        assert detector_sets.iou(found, truth) >= 0.95, (index, kind, bits, found, truth)
+        if kind == "none":
+            assert found.source == "full-frame"
