@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medshift.training.data import prepare_example
+from xdigiskull.image_io import atomic_write
 
 
 def load_vae(vae: str, device: torch.device | str = "cpu") -> AutoencoderKL:
@@ -101,16 +100,8 @@ class LatentCache:
 
     def save(self, path: str | Path, metadata: dict[str, str]) -> None:
         """Write atomically (temporary file, then rename) as safetensors."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file({"latents": self.latents.contiguous(), "labels": self.labels}, temporary, metadata=metadata)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with atomic_write(path) as temporary:
+            save_file({"latents": self.latents.contiguous(), "labels": self.labels}, str(temporary), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatentCache":

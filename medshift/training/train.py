@@ -19,12 +19,10 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import AutoencoderKL, UNet2DModel
@@ -35,6 +33,8 @@ from tqdm.auto import tqdm
 from medshift.flow_matching import drop_labels, sample_path
 from medshift.training.common import (
     LossLog,
+    config_command,
+    option,
     TimeBudget,
     read_training_state,
     resolve_resume,
@@ -46,57 +46,58 @@ from medshift.training.data import (
     StreamingXDigiSkullImages,
     XDigiSkullImages,
     has_split,
-    image_to_array,
     load_split,
     pick_examples,
-    resize_square,
 )
 from medshift.training.latents import LatentDataset, encode_grey, load_or_build_cache, load_vae
 from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.image_io import resize_square, to_unit_float
 
 LOG_FIELDS = ["step", "loss", "lr", "seconds"]
 
 
 @dataclass
 class TrainConfig:
-    """Everything `run_training` needs; the CLI options map onto these one to one."""
+    """Everything `run_training` needs, with its defaults; `medshift train` has one option per field."""
 
-    dataset: str
-    output_dir: str
-    vae: str
-    resolution: int = 256
-    unet_config: str | dict = "demo"
-    train_split: str = "train"
-    validation_split: str = "validation"
-    batch_size: int = 8
-    max_steps: int = 2000
-    max_minutes: float | None = None  # wall-clock budget; training stops (and saves) when it runs out
-    learning_rate: float = 2e-4
-    warmup_steps: int = 100
-    lr_schedule: str = "constant_with_warmup"
-    weight_decay: float = 0.01
-    label_dropout: float = 0.15
-    ema_decay: float = 0.999
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    gradient_accumulation_steps: int = 1
-    cache_latents: bool = True
-    cache_dir: str | None = None
-    flip: bool = True
-    streaming: bool = False
-    num_workers: int = 0
-    checkpoint_every: int = 500
-    checkpoints_total_limit: int = 2
-    resume: str | None = None
-    sample_every: int = 500
-    num_sample_images: int = 4
-    sample_inference_steps: int = 20
-    sample_tau: float = 0.45
-    default_tau: float = 0.45
-    default_guidance_scale: float | None = None
-    log_every: int = 10
-    seed: int = 0
-    show_progress: bool = True
+    dataset: str = field(metadata=option("Built X-DigiSkull: local folder or Hugging Face Hub dataset id."))
+    output_dir: str = field(metadata=option("Where the trained MedShiftPipeline (and checkpoints/) is written."))
+    vae: str = field(metadata=option("AutoencoderKL to train in: `medshift train-vae` output, a saved pipeline, or a Hub id (RGB VAEs get grey replicated to RGB)."))
+    resolution: int = field(default=256, metadata=option("Images are downscaled (INTER_AREA) to this side before encoding."))
+    unet_config: str | dict = field(default="demo", metadata=option("UNet size: 'demo', 'paper' or a JSON file of UNet2DModel arguments."))
+    train_split: str = field(default="train", metadata=option("Split to train on."))
+    validation_split: str = field(default="validation", metadata=option("Split the sample grids take their inputs from."))
+    batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
+    max_steps: int = field(default=2000, metadata=option("Optimiser steps in total (a resumed run counts the steps already done).", min=1))
+    max_minutes: float | None = field(default=None, metadata=option("Stop after this many minutes of training (then save as at the end); none: no limit."))
+    learning_rate: float = field(default=2e-4, metadata=option("AdamW peak learning rate."))
+    warmup_steps: int = field(default=100, metadata=option("Linear learning-rate warmup steps.", min=0))
+    lr_schedule: str = field(default="constant_with_warmup", metadata=option("diffusers schedule name: constant_with_warmup, cosine, linear, ..."))
+    weight_decay: float = field(default=0.01, metadata=option("AdamW weight decay."))
+    label_dropout: float = field(default=0.15, metadata=option("Probability of replacing the class by the null class (classifier-free guidance)."))
+    ema_decay: float = field(default=0.999, metadata=option("EMA decay of the weights that get saved."))
+    max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
+    mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
+    gradient_accumulation_steps: int = field(default=1, metadata=option("Batches per optimiser step.", min=1))
+    cache_latents: bool = field(default=True, metadata=option("Encode the dataset through the VAE once and train on the cached latents."))
+    cache_dir: str | None = field(default=None, metadata=option("Where latent caches live (default OUTPUT_DIR/latent_cache)."))
+    flip: bool = field(default=True, metadata=option("Left-right flip augmentation (cached: both orientations are encoded)."))
+    streaming: bool = field(default=False, metadata=option("Stream the dataset instead of downloading it whole."))
+    num_workers: int = field(default=0, metadata=option("DataLoader workers when not caching latents.", min=0))
+    checkpoint_every: int = field(default=500, metadata=option("Save the training state every N steps (0: only at the end).", min=0))
+    checkpoints_total_limit: int = field(default=2, metadata=option("Keep only the newest N checkpoints (0 keeps all)."))
+    resume: str | None = field(default=None, metadata=option("'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder."))
+    sample_every: int = field(default=500, metadata=option("Save a grid of translated validation images every N steps (0: only at the end).", min=0))
+    num_sample_images: int = field(default=4, metadata=option("Validation images in each sample grid.", min=0))
+    sample_inference_steps: int = field(default=20, metadata=option("ODE steps used for the sample grids.", min=1))
+    sample_tau: float = field(default=0.45, metadata=option("τ of the translations in the sample grids."))
+    default_tau: float = field(default=0.45, metadata=option("τ stored in the pipeline config as its default."))
+    default_guidance_scale: float | None = field(
+        default=None, metadata=option("Guidance scale stored in the pipeline config as its default (none: the pipeline's own default).")
+    )
+    log_every: int = field(default=10, metadata=option("Write the loss to OUTPUT_DIR/train_log.csv every N steps.", min=1))
+    seed: int = field(default=0, metadata=option("Random seed."))
+    show_progress: bool = field(default=True, metadata=option("Show progress bars."))
 
 
 @dataclass
@@ -163,7 +164,7 @@ def build_pipeline(vae: AutoencoderKL, unet: UNet2DModel, config: TrainConfig):
 def save_samples(pipeline, examples: list[dict], config: TrainConfig, path: Path) -> Path:
     """Grid: one row per validation image: input, then its translation into each real class."""
     targets = [name for name in CLASS_NAMES if name.startswith("real_")]
-    inputs = [resize_square(image_to_array(example["image"]), config.resolution) for example in examples]
+    inputs = [resize_square(to_unit_float(example["image"]), config.resolution) for example in examples]
     pipeline.set_progress_bar_config(disable=True)
     # one batched call: every input once per target
     output = pipeline(
@@ -371,76 +372,4 @@ def ema_copy(unet: UNet2DModel, ema: EMAModel) -> UNet2DModel:
     return copy.eval().requires_grad_(False)
 
 
-def train(
-    dataset: Annotated[str, typer.Option(help="Built X-DigiSkull: local folder or Hugging Face Hub dataset id.")],
-    output_dir: Annotated[Path, typer.Option(help="Where the trained MedShiftPipeline (and checkpoints/) is written.")],
-    vae: Annotated[str, typer.Option(help="AutoencoderKL to train in: `medshift train-vae` output, a saved pipeline, or a Hub id (RGB VAEs get grey replicated to RGB).")],
-    resolution: Annotated[int, typer.Option(help="Images are downscaled (INTER_AREA) to this side before encoding.")] = 256,
-    unet_config: Annotated[str, typer.Option(help="UNet size: 'demo', 'paper' or a JSON file of UNet2DModel arguments.")] = "demo",
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    validation_split: Annotated[str, typer.Option(help="Split the sample grids take their inputs from.")] = "validation",
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size per process.")] = 8,
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in total (a resumed run counts the steps already done).")] = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training (then save as at the end); none: no limit.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 2e-4,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear learning-rate warmup steps.")] = 100,
-    lr_schedule: Annotated[str, typer.Option(help="diffusers schedule name: constant_with_warmup, cosine, linear, ...")] = "constant_with_warmup",
-    label_dropout: Annotated[float, typer.Option(help="Probability of replacing the class by the null class (classifier-free guidance).")] = 0.15,
-    ema_decay: Annotated[float, typer.Option(help="EMA decay of the weights that get saved.")] = 0.999,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0 disables).")] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16.")] = "auto",
-    gradient_accumulation_steps: Annotated[int, typer.Option(min=1, help="Batches per optimiser step.")] = 1,
-    cache_latents: Annotated[bool, typer.Option(help="Encode the dataset through the VAE once and train on the cached latents.")] = True,
-    cache_dir: Annotated[Path | None, typer.Option(help="Where latent caches live (default OUTPUT_DIR/latent_cache).")] = None,
-    flip: Annotated[bool, typer.Option(help="Left-right flip augmentation (cached: both orientations are encoded).")] = True,
-    streaming: Annotated[bool, typer.Option(help="Stream the dataset instead of downloading it whole.")] = False,
-    num_workers: Annotated[int, typer.Option(min=0, help="DataLoader workers when not caching latents.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save the training state every N steps (0: only at the end).")] = 500,
-    checkpoints_total_limit: Annotated[int, typer.Option(help="Keep only the newest N checkpoints (0 keeps all).")] = 2,
-    resume: Annotated[str | None, typer.Option(help="'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder.")] = None,
-    sample_every: Annotated[int, typer.Option(min=0, help="Save a grid of translated validation images every N steps (0: only at the end).")] = 500,
-    num_sample_images: Annotated[int, typer.Option(min=0, help="Validation images in each sample grid.")] = 4,
-    sample_inference_steps: Annotated[int, typer.Option(min=1, help="ODE steps used for the sample grids.")] = 20,
-    default_tau: Annotated[float, typer.Option(help="τ stored in the pipeline config as its default.")] = 0.45,
-    log_every: Annotated[int, typer.Option(min=1, help="Write the loss to OUTPUT_DIR/train_log.csv every N steps.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Train MedShift's class-conditional flow-matching UNet on the latents of a built X-DigiSkull."""
-    config = TrainConfig(
-        dataset=dataset,
-        output_dir=str(output_dir),
-        vae=vae,
-        resolution=resolution,
-        unet_config=unet_config,
-        train_split=train_split,
-        validation_split=validation_split,
-        batch_size=batch_size,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_steps,
-        lr_schedule=lr_schedule,
-        label_dropout=label_dropout,
-        ema_decay=ema_decay,
-        max_grad_norm=max_grad_norm,
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        cache_latents=cache_latents,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        flip=flip,
-        streaming=streaming,
-        num_workers=num_workers,
-        checkpoint_every=checkpoint_every,
-        checkpoints_total_limit=checkpoints_total_limit,
-        resume=resume,
-        sample_every=sample_every,
-        num_sample_images=num_sample_images,
-        sample_inference_steps=sample_inference_steps,
-        default_tau=default_tau,
-        log_every=log_every,
-        seed=seed,
-    )
-    try:
-        run_training(config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+train = config_command("train", TrainConfig, run_training, "Train MedShift's class-conditional flow-matching UNet on the latents of a built X-DigiSkull.")

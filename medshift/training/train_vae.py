@@ -20,11 +20,9 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-import typer
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import AutoencoderKL
@@ -33,6 +31,8 @@ from tqdm.auto import tqdm
 
 from medshift.training.common import (
     LossLog,
+    config_command,
+    option,
     TimeBudget,
     read_training_state,
     resolve_resume,
@@ -55,37 +55,37 @@ LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
 @dataclass
 class VaeTrainConfig:
-    """Everything `run_vae_training` needs; the CLI options map onto these one to one."""
+    """Everything `run_vae_training` needs, with its defaults; `medshift train-vae` has one option per field."""
 
-    dataset: str
-    output_dir: str
-    resolution: int = 256
-    crop_size: int = 128
-    vae_config: str | dict = "demo"
-    train_split: str = "train"
-    validation_split: str = "validation"
-    batch_size: int = 8
-    max_steps: int = 2000
-    max_minutes: float | None = None  # wall-clock budget; training stops (and saves) when it runs out
-    learning_rate: float = 4e-4
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
-    kl_weight: float = 1e-6
-    edge_weight: float = 0.5
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    flip: bool = True
-    streaming: bool = False
-    num_workers: int = 0
-    checkpoint_every: int = 500
-    checkpoints_total_limit: int = 2
-    resume: str | None = None
-    num_sample_images: int = 4
-    scaling_images: int = 64
-    log_every: int = 10
-    seed: int = 0
-    show_progress: bool = True
+    dataset: str = field(metadata=option("Built X-DigiSkull: local folder or Hugging Face Hub dataset id."))
+    output_dir: str = field(metadata=option("Where the trained AutoencoderKL (and checkpoints/) is written."))
+    resolution: int = field(default=256, metadata=option("Images are downscaled (INTER_AREA) to this side before cropping."))
+    crop_size: int = field(default=128, metadata=option("Side of the random training crops (multiple of 8)."))
+    vae_config: str | dict = field(default="demo", metadata=option("'demo' or a JSON file of AutoencoderKL arguments."))
+    train_split: str = field(default="train", metadata=option("Split to train on."))
+    validation_split: str = field(default="validation", metadata=option("Split the reconstruction grid takes its inputs from."))
+    batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
+    max_steps: int = field(default=2000, metadata=option("Optimiser steps in total.", min=1))
+    max_minutes: float | None = field(default=None, metadata=option("Stop after this many minutes of training (then save as at the end); none: no limit."))
+    learning_rate: float = field(default=4e-4, metadata=option("AdamW peak learning rate."))
+    warmup_steps: int = field(default=50, metadata=option("Linear learning-rate warmup steps.", min=0))
+    lr_schedule: str = field(default="cosine", metadata=option("diffusers schedule name: cosine, constant_with_warmup, linear, ..."))
+    weight_decay: float = field(default=0.0, metadata=option("AdamW weight decay."))
+    kl_weight: float = field(default=1e-6, metadata=option("Weight of the KL term (KL summed over the latent, per image pixel)."))
+    edge_weight: float = field(default=0.5, metadata=option("Weight of the L1 loss on image gradients (0 disables)."))
+    max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
+    mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
+    flip: bool = field(default=True, metadata=option("Random left-right flips."))
+    streaming: bool = field(default=False, metadata=option("Stream the dataset instead of downloading it whole."))
+    num_workers: int = field(default=0, metadata=option("DataLoader workers.", min=0))
+    checkpoint_every: int = field(default=500, metadata=option("Save the training state every N steps (0: only at the end).", min=0))
+    checkpoints_total_limit: int = field(default=2, metadata=option("Keep only the newest N checkpoints (0 keeps all)."))
+    resume: str | None = field(default=None, metadata=option("'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder."))
+    num_sample_images: int = field(default=4, metadata=option("Validation images in the reconstruction grid (0: none).", min=0))
+    scaling_images: int = field(default=64, metadata=option("Training images whose latents set the scaling factor (1 / their std).", min=1))
+    log_every: int = field(default=10, metadata=option("Write the losses to OUTPUT_DIR/train_vae_log.csv every N steps.", min=1))
+    seed: int = field(default=0, metadata=option("Random seed."))
+    show_progress: bool = field(default=True, metadata=option("Show progress bars."))
 
 
 @dataclass
@@ -256,62 +256,4 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     return VaeTrainResult(vae=vae, global_step=global_step, losses=losses)
 
 
-def train_vae(
-    dataset: Annotated[str, typer.Option(help="Built X-DigiSkull: local folder or Hugging Face Hub dataset id.")],
-    output_dir: Annotated[Path, typer.Option(help="Where the trained AutoencoderKL (and checkpoints/) is written.")],
-    resolution: Annotated[int, typer.Option(help="Images are downscaled (INTER_AREA) to this side before cropping.")] = 256,
-    crop_size: Annotated[int, typer.Option(help="Side of the random training crops (multiple of 8).")] = 128,
-    vae_config: Annotated[str, typer.Option(help="'demo' or a JSON file of AutoencoderKL arguments.")] = "demo",
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    validation_split: Annotated[str, typer.Option(help="Split the reconstruction grid takes its inputs from.")] = "validation",
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size per process.")] = 8,
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in total.")] = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training (then save as at the end); none: no limit.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 4e-4,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear learning-rate warmup steps.")] = 50,
-    lr_schedule: Annotated[str, typer.Option(help="diffusers schedule name: cosine, constant_with_warmup, linear, ...")] = "cosine",
-    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (KL summed over the latent, per image pixel).")] = 1e-6,
-    edge_weight: Annotated[float, typer.Option(help="Weight of the L1 loss on image gradients (0 disables).")] = 0.5,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0 disables).")] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16.")] = "auto",
-    flip: Annotated[bool, typer.Option(help="Random left-right flips.")] = True,
-    streaming: Annotated[bool, typer.Option(help="Stream the dataset instead of downloading it whole.")] = False,
-    num_workers: Annotated[int, typer.Option(min=0, help="DataLoader workers.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save the training state every N steps (0: only at the end).")] = 500,
-    checkpoints_total_limit: Annotated[int, typer.Option(help="Keep only the newest N checkpoints (0 keeps all).")] = 2,
-    resume: Annotated[str | None, typer.Option(help="'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder.")] = None,
-    log_every: Annotated[int, typer.Option(min=1, help="Write the losses to OUTPUT_DIR/train_vae_log.csv every N steps.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`)."""
-    config = VaeTrainConfig(
-        dataset=dataset,
-        output_dir=str(output_dir),
-        resolution=resolution,
-        crop_size=crop_size,
-        vae_config=vae_config,
-        train_split=train_split,
-        validation_split=validation_split,
-        batch_size=batch_size,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_steps,
-        lr_schedule=lr_schedule,
-        kl_weight=kl_weight,
-        edge_weight=edge_weight,
-        max_grad_norm=max_grad_norm,
-        mixed_precision=mixed_precision,
-        flip=flip,
-        streaming=streaming,
-        num_workers=num_workers,
-        checkpoint_every=checkpoint_every,
-        checkpoints_total_limit=checkpoints_total_limit,
-        resume=resume,
-        log_every=log_every,
-        seed=seed,
-    )
-    try:
-        run_vae_training(config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+train_vae = config_command("train_vae", VaeTrainConfig, run_vae_training, "Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`).")

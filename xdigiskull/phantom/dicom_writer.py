@@ -9,7 +9,6 @@ lists them. UIDs and dates are derived from the seed, so the same seed writes th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pydicom.uid import (
 )
 
 import xdigiskull
+from xdigiskull.image_io import atomic_write
 
 # transfer syntaxes the phantom writes; most files stay uncompressed, as most archives hand them over
 TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, JPEG2000Lossless)
@@ -238,7 +238,6 @@ def write_xa(path: Path, frames: np.ndarray, header: XAHeader, transfer_syntax: 
         raise ValueError(f"unsupported transfer syntax {transfer_syntax!r} for {path}")
     ds = build_dataset(frames, header, transfer_syntax)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
     return path

@@ -41,6 +41,7 @@ from xdigiskull.phantom.geometry import (
     pose_views,
 )
 from xdigiskull.phantom.projector import project, tube_chord_mm
+from xdigiskull.image_io import atomic_write
 
 # hidden folder inside OUT where a run is rendered before its files are moved into place
 STAGING_FOLDER = ".phantom-partial"
@@ -89,12 +90,6 @@ def export_layout(detector: int) -> ExportLayout:
     return ExportLayout(detector=detector, field=field, coarse=coarse, margins=(top, bottom, side, side + 4))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # fast zlib level, and the "up" filter where OpenCV has the option (>= 4.11): on these smooth images it is as small
 # as the adaptive filters and a third faster
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -109,7 +104,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", image, _PNG_PARAMS)
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    _atomic_write_bytes(path, encoded.tobytes())
+    with atomic_write(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
 
 
 def _to_16bit(display: np.ndarray) -> np.ndarray:
@@ -333,7 +329,8 @@ def generate_exports(
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write_bytes(staging / "manifest.csv", buffer.getvalue().encode("utf-8"))
+    with atomic_write(staging / "manifest.csv") as temporary:
+        temporary.write_text(buffer.getvalue(), encoding="utf-8")
 
     for path in previous:
         path.unlink(missing_ok=True)
