@@ -283,9 +283,21 @@ class MedShiftPipeline(DiffusionPipeline):
         return guided_velocity(v_cond, v_uncond, guidance_scale)
 
     def check_inputs(
-        self, tau: float, guidance_scale: float, num_inference_steps: int | None, solver: str, encode: str, output_type: str, processing_resolution: int
-    ) -> None:
-        """Raise a ValueError naming the argument when one is out of range (before any work is done)."""
+        self,
+        tau: float | None,
+        guidance_scale: float | None,
+        num_inference_steps: int | None,
+        solver: str | None,
+        encode: str,
+        output_type: str,
+        processing_resolution: int | None,
+    ) -> tuple[float, float, str, int]:
+        """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
+        before any work is done. Returns (tau, guidance_scale, solver, processing_resolution)."""
+        tau = self.config.default_tau if tau is None else float(tau)
+        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        solver = self.scheduler.config.solver if solver is None else solver
+        processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
         if not (0.0 < tau <= 1.0):  # also rejects NaN
             raise ValueError(f"tau must lie in (0, 1], got {tau}")
         if not math.isfinite(guidance_scale):
@@ -299,19 +311,23 @@ class MedShiftPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
         if processing_resolution < 8:
             raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
+        return tau, guidance_scale, solver, processing_resolution
 
     @staticmethod
-    def read_images(image: PipelineImageInput) -> list[GreyImage]:
-        """Every input as a grey float32 [0, 1] image (see `xdigiskull.image_io`), checked to be non-empty and finite."""
+    def read_images(image: PipelineImageInput) -> tuple[list[GreyImage], dict[tuple[int, int], list[int]]]:
+        """Every input as a grey float32 [0, 1] image (see `xdigiskull.image_io`), checked to be non-empty and
+        finite, and the indices of the images of each size (they share a batch)."""
         images = to_grey_images(image)
         if not images:
             raise ValueError("image is an empty batch: pass at least one image")
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, (array, _) in enumerate(images):
             if array.size == 0:
                 raise ValueError(f"image {i} is empty (shape {array.shape})")
             if not np.isfinite(array).all():
                 raise ValueError(f"image {i} contains NaN or infinite pixel values")
-        return images
+            groups.setdefault(array.shape, []).append(i)
+        return images, groups
 
     def prepare_latents(self, arrays: list[np.ndarray], processing_resolution: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Same-size [0, 1] images -> padded latents x1, plus the pixel and latent sizes to crop back to."""
@@ -375,10 +391,9 @@ class MedShiftPipeline(DiffusionPipeline):
         back to t = 1 with the target class, decode.
 
         Args:
-            image: grey X-ray image(s): PIL images, numpy arrays (uint8, uint16 or float in [0, 1]; HxW, HxWxC,
-                NxHxW, NxHxWxC), torch tensors (uint8, 16-bit int or float in [0, 1]; HxW, CxHxW, NxCxHxW),
-                image or DICOM paths (DICOM is cropped to its exposed field like the dataset), or a list mixing
-                them (see `xdigiskull.image_io`). Sizes may differ; each output has its input's size.
+            image: grey X-ray image(s): PIL images, numpy arrays or torch tensors (uint8, 16-bit or float in
+                [0, 1]; one image or a batch), image or DICOM paths, or a list mixing them (see
+                `xdigiskull.image_io.to_grey_images`). Sizes may differ; each output has its input's size.
             target: class to translate into (name from `class_names` or its index), or one per image.
             source: class of the input, or one per image; None (unknown) inverts without guidance.
             tau: time in (0, 1] where inversion stops and generation starts: high keeps structure, low adds
@@ -397,26 +412,16 @@ class MedShiftPipeline(DiffusionPipeline):
                 training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
                 bicubic up, resized back after). Pass the image's own size to work at full resolution.
 
-        Returns:
-            `ImagePipelineOutput` with `images`, or `(images,)` when `return_dict=False`.
-
-        Raises:
-            ValueError: unknown class (the message lists the valid ones), an argument out of range, an empty
-                batch, an unreadable input, or NaN/inf pixel values.
+        Returns `ImagePipelineOutput(images)`, or `(images,)` when `return_dict=False`. Raises ValueError naming the
+        argument for an unknown class, a value out of range, an empty batch, an unreadable input or NaN/inf pixels.
         """
         # 1. check the arguments, then read every input as a grey [0, 1] image with one label per image
-        tau = self.config.default_tau if tau is None else float(tau)
-        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
-        solver = self.scheduler.config.solver if solver is None else solver
-        processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
-        self.check_inputs(tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution)
-        images = self.read_images(image)
+        tau, guidance_scale, solver, processing_resolution = self.check_inputs(
+            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution
+        )
+        images, groups = self.read_images(image)
         target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
-        outputs: list[torch.Tensor | None] = [None] * len(images)
-        groups: dict[tuple[int, int], list[int]] = {}  # images of one size share a batch
-        for i, (array, _) in enumerate(images):
-            groups.setdefault(array.shape, []).append(i)
-
+        outputs: dict[int, torch.Tensor] = {}
         with self._eval_mode():
             for size, indices in groups.items():
                 # 2. resize to the processing resolution, pad, encode: the data latents x1 (t = 1)
@@ -438,16 +443,12 @@ class MedShiftPipeline(DiffusionPipeline):
                     v = self.velocity(latents, t, target_labels[indices], guidance_scale)
                     latents = self.scheduler.step(v, t, latents).prev_sample
                 # 5. decode, crop the padding and resize back to the input size
-                result = self.postprocess(latents, crop, latent_crop, size)
-                for j, i in enumerate(indices):
-                    outputs[i] = result[j]
+                outputs.update(zip(indices, self.postprocess(latents, crop, latent_crop, size)))
 
         # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
-        result_images = self._format_outputs(outputs, [is16 for _, is16 in images], output_type)
-        if not return_dict:
-            return (result_images,)
-        return ImagePipelineOutput(images=result_images)
+        result_images = self._format_outputs([outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
+        return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
 
     @staticmethod
     def _format_outputs(

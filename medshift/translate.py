@@ -44,6 +44,22 @@ def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return unique
 
 
+def check_arguments(inputs: list[Path], tau: float | None, steps: int | None, encode: str) -> list[tuple[Path, Path]]:
+    """Refuse bad options before the model loads; returns the (file, output path) pairs to translate."""
+    if not inputs:
+        raise typer.BadParameter("give at least one file or folder", param_hint="INPUT")
+    pairs = collect_inputs(inputs)
+    if not pairs:
+        raise typer.BadParameter("no image or DICOM files found in the given inputs", param_hint="INPUT")
+    if tau is not None and not 0.0 < tau <= 1.0:
+        raise typer.BadParameter(f"must lie in (0, 1], got {tau}", param_hint="--tau")
+    if steps is not None and steps < 1:
+        raise typer.BadParameter(f"must be >= 1, got {steps}", param_hint="--steps")
+    if encode not in ("ode", "noise"):
+        raise typer.BadParameter(f"must be 'ode' or 'noise', got {encode!r}", param_hint="--encode")
+    return pairs
+
+
 def translate(
     inputs: Annotated[list[Path], typer.Argument(help="Image files (PNG, TIFF, JPEG, BMP), DICOM files or folders of them.", show_default=False)],
     target: Annotated[str, typer.Option("--target", "-t", help="Class to translate into, e.g. real_normal.", show_default=False)],
@@ -68,17 +84,7 @@ def translate(
     from medshift.pipeline_medshift import MedShiftPipeline
 
     console = Console(stderr=True)
-    if not inputs:
-        raise typer.BadParameter("give at least one file or folder", param_hint="INPUT")
-    pairs = collect_inputs(inputs)
-    if not pairs:
-        raise typer.BadParameter("no image or DICOM files found in the given inputs", param_hint="INPUT")
-    if tau is not None and not 0.0 < tau <= 1.0:
-        raise typer.BadParameter(f"must lie in (0, 1], got {tau}", param_hint="--tau")
-    if steps is not None and steps < 1:
-        raise typer.BadParameter(f"must be >= 1, got {steps}", param_hint="--steps")
-    if encode not in ("ode", "noise"):
-        raise typer.BadParameter(f"must be 'ode' or 'noise', got {encode!r}", param_hint="--encode")
+    pairs = check_arguments(inputs, tau, steps, encode)
 
     try:
         pipe = MedShiftPipeline.from_pretrained(model)

@@ -24,22 +24,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import AutoencoderKL, UNet2DModel
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from medshift.flow_matching import drop_labels, sample_path
 from medshift.training.common import (
     LossLog,
-    config_command,
-    option,
     TimeBudget,
-    read_training_state,
-    resolve_resume,
+    config_command,
+    infinite_batches,
+    make_optimizer,
+    optimizer_step,
+    option,
+    resume_training,
     save_checkpoint,
     save_grid,
+    start_accelerator,
 )
 from medshift.training.data import (
     NULL_LABEL,
@@ -131,17 +132,6 @@ def unet_config_for(name: str | dict, latent_channels: int) -> dict:
     return config
 
 
-def resolve_mixed_precision(value: str) -> str:
-    """"auto" -> bf16 on a GPU that supports it, else fp16 on a GPU, else fp32 ("no")."""
-    if value != "auto":
-        if value not in ("no", "fp16", "bf16"):
-            raise ValueError(f"--mixed-precision must be auto, no, fp16 or bf16, got {value!r}")
-        return value
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 def build_pipeline(vae: AutoencoderKL, unet: UNet2DModel, config: TrainConfig):
     """Assemble the MedShiftPipeline that `--output-dir` receives."""
     from medshift.pipeline_medshift import MedShiftPipeline
@@ -222,139 +212,109 @@ def batch_latents(batch: dict, vae: AutoencoderKL) -> torch.Tensor:
     return encode_grey(vae, batch["pixel_values"])
 
 
-def infinite_batches(dataloader, accelerator: Accelerator, start_step: int):
-    """Yield batches forever, epoch after epoch; on resume, skip the batches already seen so the
-    data order matches an uninterrupted run."""
-    try:
-        per_epoch = len(dataloader)
-    except TypeError:  # streamed: no length, no epochs
-        per_epoch = None
-    epoch = start_step // per_epoch if per_epoch else 0
-    skip = start_step % per_epoch if per_epoch else 0
-    while True:
-        if hasattr(dataloader, "set_epoch"):
-            dataloader.set_epoch(epoch)
-        loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-        yield from loader
-        skip = 0
-        epoch += 1
-
-
-def run_training(config: TrainConfig) -> TrainResult:
-    """Train the flow-matching UNet as configured and save the MedShiftPipeline to `config.output_dir`."""
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot train, before any work."""
     if config.max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {config.max_steps}")
     if not 0.0 <= config.label_dropout < 1.0:
         raise ValueError(f"label_dropout must be in [0, 1), got {config.label_dropout}")
-    output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # seedable sampler: the shuffle order depends only on (seed, epoch), so resume is exact
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-    # different noise on each process; data order is shared through the seedable sampler
-    set_seed(config.seed, device_specific=True)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
 
-    vae = load_vae(config.vae, accelerator.device)
+
+def build_unet(config: TrainConfig, vae: AutoencoderKL) -> UNet2DModel:
+    """A fresh UNet of `config.unet_config` for the VAE's latents at `config.resolution`."""
     unet_config = unet_config_for(config.unet_config, vae.config.latent_channels)
     # the latent side must survive the VAE's and the UNet's downsamplings without rounding
     multiple = 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (len(unet_config["block_out_channels"]) - 1)
     if config.resolution % multiple:
         raise ValueError(f"resolution must be a multiple of {multiple} for this VAE and UNet, got {config.resolution}")
     unet_config["sample_size"] = config.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
-    unet = UNet2DModel(**unet_config)
-    unet.train()
+    return UNet2DModel(**unet_config).train()
+
+
+def flow_matching_loss(unet: UNet2DModel, vae: AutoencoderKL, batch: dict, label_dropout: float) -> torch.Tensor:
+    """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
+    with probability `label_dropout` (classifier-free guidance)."""
+    x1 = batch_latents(batch, vae)
+    labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
+    eps = torch.randn_like(x1)
+    t = torch.rand(x1.shape[0], device=x1.device)
+    x_t, u_t = sample_path(x1, eps, t)
+    velocity = unet(x_t, t * 1000, class_labels=labels).sample
+    return F.mse_loss(velocity.float(), u_t.float())
+
+
+def sample_examples_for(config: TrainConfig, accelerator: Accelerator) -> list[dict]:
+    """The validation rows (the training split's when there is none) that every sample grid translates."""
+    if not accelerator.is_main_process or config.num_sample_images <= 0:
+        return []
+    split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
+    return pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images)
+
+
+def run_training(config: TrainConfig) -> TrainResult:
+    """Train the flow-matching UNet as configured and save the MedShiftPipeline to `config.output_dir`."""
+    check_config(config)
+    output_dir = Path(config.output_dir)
+    accelerator = start_accelerator(config, config.gradient_accumulation_steps)
+    vae = load_vae(config.vae, accelerator.device)
+    unet = build_unet(config, vae)
     ema = EMAModel(unet.parameters(), decay=config.ema_decay, model_cls=UNet2DModel, model_config=unet.config)
     ema.to(accelerator.device)
-
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(
-        config.lr_schedule,
-        optimizer=optimizer,
-        num_warmup_steps=config.warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_steps * accelerator.num_processes,
-    )
+    optimizer, lr_scheduler = make_optimizer(unet.parameters(), config, accelerator)
     dataloader = make_dataloader(config, vae, accelerator)
     unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
     accelerator.register_for_checkpointing(ema)
-
-    global_step = 0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        global_step = int(read_training_state(resume_from)["step"])
-        accelerator.print(f"resumed from {resume_from} at step {global_step}")
+    global_step = resume_training(accelerator, output_dir, config.resume)
     if global_step >= config.max_steps:
         accelerator.print(f"already trained for {global_step} >= max_steps={config.max_steps} steps")
 
-    log = LossLog(output_dir / "train_log.csv", LOG_FIELDS, resume_step=global_step if resume_from else None) if accelerator.is_main_process else None
-    sample_examples = []
-    if accelerator.is_main_process and config.num_sample_images > 0:
-        split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
-        sample_examples = pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images)
-
-    progress = tqdm(
-        total=config.max_steps,
-        initial=global_step,
-        desc="train",
-        disable=not (config.show_progress and accelerator.is_local_main_process),
-    )
+    log = LossLog(output_dir / "train_log.csv", LOG_FIELDS, resume_step=global_step or None) if accelerator.is_main_process else None
+    sample_examples = sample_examples_for(config, accelerator)
+    progress = tqdm(total=config.max_steps, initial=global_step, desc="train", disable=not (config.show_progress and accelerator.is_local_main_process))
     losses: list[float] = []
     batches = infinite_batches(dataloader, accelerator, global_step * config.gradient_accumulation_steps)
-    started = time.perf_counter()
-    running = []
-    budget = TimeBudget(config.max_minutes, accelerator)
+    started, running, budget = time.perf_counter(), [], TimeBudget(config.max_minutes, accelerator)
     while global_step < config.max_steps:
         batch = next(batches)
-        x1 = batch_latents(batch, vae)
-        labels = drop_labels(batch["label"], NULL_LABEL, config.label_dropout)
-        eps = torch.randn_like(x1)
-        t = torch.rand(x1.shape[0], device=x1.device)
-        x_t, u_t = sample_path(x1, eps, t)
         with accelerator.accumulate(unet):
-            velocity = unet(x_t, t * 1000, class_labels=labels).sample
-            loss = F.mse_loss(velocity.float(), u_t.float())
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = flow_matching_loss(unet, vae, batch, config.label_dropout)
+            optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)
         running.append(accelerator.gather(loss.detach()).mean().item())
         if not accelerator.sync_gradients:
             continue
 
         ema.step(accelerator.unwrap_model(unet).parameters())
         global_step += 1
-        step_loss = sum(running) / len(running)
+        losses.append(sum(running) / len(running))
         running.clear()
-        losses.append(step_loss)
+        lr = lr_scheduler.get_last_lr()[0]
         progress.update(1)
-        progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+        progress.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         if log is not None and (global_step % config.log_every == 0 or global_step == config.max_steps):
-            log.write(step=global_step, loss=step_loss, lr=lr_scheduler.get_last_lr()[0], seconds=round(time.perf_counter() - started, 3))
-
+            log.write(step=global_step, loss=losses[-1], lr=lr, seconds=round(time.perf_counter() - started, 3))
         if config.checkpoint_every > 0 and (global_step % config.checkpoint_every == 0 or global_step == config.max_steps):
             save_checkpoint(accelerator, config.output_dir, global_step, config.max_steps, "unet", config.checkpoints_total_limit)
         if sample_examples and config.sample_every > 0 and global_step % config.sample_every == 0 and global_step < config.max_steps:
             with torch.no_grad():
-                ema_unet = ema_copy(accelerator.unwrap_model(unet), ema)
-                save_samples(build_pipeline(vae, ema_unet, config), sample_examples, config, output_dir / "samples" / f"step-{global_step:07d}.png")
+                pipeline = build_pipeline(vae, ema_copy(accelerator.unwrap_model(unet), ema), config)
+                save_samples(pipeline, sample_examples, config, output_dir / "samples" / f"step-{global_step:07d}.png")
         if budget.exhausted():  # checked after a step, so every run trains at least one
             break
     progress.close()
+    return finish_training(config, accelerator, vae, unet, ema, global_step, losses, sample_examples)
+
+
+def finish_training(config, accelerator: Accelerator, vae, unet, ema: EMAModel, global_step: int, losses: list[float], sample_examples: list[dict]) -> TrainResult:
+    """Keep a resumable state when the time budget stopped the run, save the pipeline (EMA weights), its
+    training config and the final sample grid."""
     if global_step < config.max_steps and config.checkpoint_every > 0 and global_step % config.checkpoint_every:
-        # stopped by --max-minutes: keep the state so that --resume can carry on from here
         accelerator.print(f"time budget of {config.max_minutes} min used up at step {global_step}")
         save_checkpoint(accelerator, config.output_dir, global_step, config.max_steps, "unet", config.checkpoints_total_limit)
-
     accelerator.wait_for_everyone()
     trained = accelerator.unwrap_model(unet)
     ema_unet = ema_copy(trained, ema)
     if accelerator.is_main_process:
+        output_dir = Path(config.output_dir)
         pipeline = build_pipeline(vae, ema_unet, config)
         pipeline.save_pretrained(str(output_dir))
         (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))

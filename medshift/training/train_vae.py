@@ -23,19 +23,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import AutoencoderKL
-from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from medshift.training.common import (
     LossLog,
     config_command,
+    infinite_batches,
+    make_optimizer,
+    optimizer_step,
+    resume_training,
+    start_accelerator,
     option,
     TimeBudget,
-    read_training_state,
-    resolve_resume,
     save_checkpoint,
     save_grid,
 )
@@ -48,7 +48,6 @@ from medshift.training.data import (
     prepare_example,
 )
 from medshift.training.latents import vae_input, vae_output
-from medshift.training.train import infinite_batches, resolve_mixed_precision
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
@@ -163,6 +162,18 @@ def save_reconstructions(vae: AutoencoderKL, examples: list[dict], resolution: i
     return save_grid([[to_unit(x) for x in pixels], [to_unit(x) for x in recon]], path)
 
 
+def vae_dataloader(config: VaeTrainConfig) -> torch.utils.data.DataLoader:
+    """Random crops (and flips) of the downscaled training images, streamed or shuffled."""
+    data = load_split(config.dataset, config.train_split, streaming=config.streaming)
+    if config.streaming:
+        images = StreamingXDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip, seed=config.seed)
+        return torch.utils.data.DataLoader(images, batch_size=config.batch_size, num_workers=config.num_workers)
+    images = XDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip)
+    return torch.utils.data.DataLoader(
+        images, batch_size=config.batch_size, shuffle=True, drop_last=len(images) >= config.batch_size, num_workers=config.num_workers
+    )
+
+
 def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     """Train the VAE as configured and save it to `config.output_dir` (diffusers format, safetensors)."""
     if config.max_steps < 1:
@@ -170,46 +181,19 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     if config.crop_size > config.resolution:
         raise ValueError(f"crop_size ({config.crop_size}) must not exceed resolution ({config.resolution})")
     output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-    set_seed(config.seed, device_specific=True)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-
+    accelerator = start_accelerator(config)
     vae = AutoencoderKL(**vae_config_for(config.vae_config))
     factor = downsampling_factor(vae)
     if config.crop_size % factor or config.resolution % factor:
         raise ValueError(f"resolution and crop_size must be multiples of the VAE's downsampling factor {factor}")
     vae.train()
 
-    data = load_split(config.dataset, config.train_split, streaming=config.streaming)
-    if config.streaming:
-        images = StreamingXDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip, seed=config.seed)
-        dataloader = torch.utils.data.DataLoader(images, batch_size=config.batch_size, num_workers=config.num_workers)
-    else:
-        images = XDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip)
-        dataloader = torch.utils.data.DataLoader(
-            images, batch_size=config.batch_size, shuffle=True, drop_last=len(images) >= config.batch_size, num_workers=config.num_workers
-        )
+    dataloader = vae_dataloader(config)
     model = VaeWithLoss(vae, config.kl_weight, config.edge_weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(
-        config.lr_schedule,
-        optimizer=optimizer,
-        num_warmup_steps=config.warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_steps * accelerator.num_processes,
-    )
+    optimizer, lr_scheduler = make_optimizer(model.parameters(), config, accelerator)
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
-
-    global_step = 0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        global_step = int(read_training_state(resume_from)["step"])
-        accelerator.print(f"resumed from {resume_from} at step {global_step}")
-    log = LossLog(output_dir / "train_vae_log.csv", LOG_FIELDS, resume_step=global_step if resume_from else None) if accelerator.is_main_process else None
+    global_step = resume_training(accelerator, output_dir, config.resume)
+    log = LossLog(output_dir / "train_vae_log.csv", LOG_FIELDS, resume_step=global_step or None) if accelerator.is_main_process else None
 
     progress = tqdm(total=config.max_steps, initial=global_step, desc="train-vae", disable=not (config.show_progress and accelerator.is_local_main_process))
     losses: list[float] = []
@@ -217,15 +201,8 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     started = time.perf_counter()
     budget = TimeBudget(config.max_minutes, accelerator)
     while global_step < config.max_steps:
-        pixels = next(batches)["pixel_values"]
-        terms = model(pixels)
-        accelerator.backward(terms["loss"])
-        if config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
+        terms = model(next(batches)["pixel_values"])
+        optimizer_step(accelerator, model, terms["loss"], optimizer, lr_scheduler, config.max_grad_norm)
         global_step += 1
         values = {key: accelerator.gather(value.detach()).mean().item() for key, value in terms.items()}
         losses.append(values["loss"])
@@ -242,18 +219,24 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     accelerator.wait_for_everyone()
     vae = accelerator.unwrap_model(model).vae.eval()
     if accelerator.is_main_process:
-        # unit-variance latents for flow matching: scaling_factor = 1 / std
-        std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
-        vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
-        vae.save_pretrained(str(output_dir), safe_serialization=True)
-        (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
-        if config.num_sample_images > 0:
-            split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
-            examples = pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images, labels=tuple(range(5)))
-            save_reconstructions(vae, examples, config.resolution, output_dir / "samples" / "reconstructions.png")
+        save_vae(vae, config)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return VaeTrainResult(vae=vae, global_step=global_step, losses=losses)
+
+
+def save_vae(vae: AutoencoderKL, config: VaeTrainConfig) -> None:
+    """Set the scaling factor for unit-variance latents (1 / std, as flow matching wants), save the VAE, its
+    training config and a reconstruction grid."""
+    output_dir = Path(config.output_dir)
+    std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
+    vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+    vae.save_pretrained(str(output_dir), safe_serialization=True)
+    (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    if config.num_sample_images > 0:
+        split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
+        examples = pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images, labels=tuple(range(5)))
+        save_reconstructions(vae, examples, config.resolution, output_dir / "samples" / "reconstructions.png")
 
 
 train_vae = config_command("train_vae", VaeTrainConfig, run_vae_training, "Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`).")

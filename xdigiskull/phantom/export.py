@@ -288,16 +288,7 @@ def generate_exports(
     Returns:
         The output folder, as a Path.
     """
-    if views < 1:
-        raise ValueError(f"views must be at least 1, got {views}")
-    if detector < 128:
-        raise ValueError(f"detector must be at least 128 pixels, got {detector}")
-    if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if jitter_deg < 0 or jitter_deg > 10:
-        raise ValueError(f"jitter_deg must be between 0 and 10, got {jitter_deg}")
+    _check_options(views=views, detector=detector, frames=frames, workers=workers, jitter_deg=jitter_deg)
     out = Path(out_dir)
     previous = _previous_run_files(out)  # checked first: refuse a folder of someone else's files before rendering
     # render into a hidden staging folder and move the files into place at the end: an interrupted run leaves
@@ -324,23 +315,40 @@ def generate_exports(
         results = pool.map(render, range(views)) if pool is not None else map(render, range(views))
         for pose_rows in tqdm(results, total=views, desc="phantom poses", unit="pose", disable=not progress):
             rows.extend(pose_rows)
+    _publish(rows, staging, out, previous)
+    return out
 
+
+def _check_options(views: int, detector: int, frames: int, workers: int, jitter_deg: float) -> None:
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    if detector < 128:
+        raise ValueError(f"detector must be at least 128 pixels, got {detector}")
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if jitter_deg < 0 or jitter_deg > 10:
+        raise ValueError(f"jitter_deg must be between 0 and 10, got {jitter_deg}")
+
+
+def _publish(rows: list[dict[str, object]], staging: Path, out: Path, previous: list[Path]) -> None:
+    """Write the manifest, replace the earlier run's files by the staged ones, and the manifest last (it marks
+    a complete run)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_write(staging / "manifest.csv") as temporary:
-        temporary.write_text(buffer.getvalue(), encoding="utf-8")
-
+        temporary.write_bytes(buffer.getvalue().encode("utf-8"))
     for path in previous:
         path.unlink(missing_ok=True)
     for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "manifest.csv"):
         target = out / path.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-    os.replace(staging / "manifest.csv", out / "manifest.csv")  # last: the manifest marks a complete run
+    os.replace(staging / "manifest.csv", out / "manifest.csv")
     shutil.rmtree(staging)
-    return out
 
 
 def _previous_run_files(out: Path) -> list[Path]:
