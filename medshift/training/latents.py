@@ -73,14 +73,6 @@ def encode_grey(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     return (dist.mode() - shift) * scale
 
 
-@torch.no_grad()
-def decode_grey(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
-    """Inverse of `encode_grey`: scaled latents -> grey pixels in [-1, 1] (not clipped)."""
-    scale, shift = latent_scale_shift(vae)
-    decoded = vae.decode(latents.to(device=vae.device, dtype=vae.dtype) / scale + shift).sample
-    return vae_output(vae, decoded)
-
-
 def vae_fingerprint(vae: AutoencoderKL) -> str:
     """Short hash of a VAE's config and weights: a cache built with other weights is never reused."""
     digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
