@@ -49,6 +49,7 @@ from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_f
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
+from xdigiskull.image_io import resize_square, to_unit_float
 
 BASELINES = ("identity", "sdedit")
 DEFAULT_TAUS = (0.3, 0.45, 0.6)
@@ -69,24 +70,6 @@ class EvaluationData:
     target_images: list[np.ndarray]
     # pair_id -> the target-class image of that pose in the split (lowest frame index)
     target_by_pair: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def pil_to_unit_float(image: Any) -> np.ndarray:
-    """A decoded dataset image (PIL: L, I;16, I or anything convertible to L) as float32 in [0, 1]."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return np.asarray(image, dtype=np.float32) / 65535.0
-    if image.mode != "L":
-        image = image.convert("L")
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size: INTER_AREA when shrinking (the builder's convention), bicubic when enlarging."""
-    if image.shape == (size, size):
-        return image.astype(np.float32)
-    shrinking = size < max(image.shape)
-    resized = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-    return np.clip(resized, 0.0, 1.0)
 
 
 def load_evaluation_data(
@@ -142,7 +125,7 @@ def load_evaluation_data(
         image_size = max(pil_to_unit_float(ds[source_rows[0]]["image"]).shape)
 
     def images_of(rows: list[int]) -> list[np.ndarray]:
-        return [resize_square(pil_to_unit_float(row["image"]), image_size) for row in ds.select(rows)] if rows else []
+        return [resize_square(to_unit_float(row["image"]), image_size) for row in ds.select(rows)] if rows else []
 
     paired_rows = sorted(pair_row[pair] for pair in wanted_pairs)
     paired_images = dict(zip(paired_rows, images_of(paired_rows)))
@@ -164,8 +147,7 @@ def load_ground_truth(directory: Path, pair_id: str, target: str, image_size: in
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 2:
         raise ValueError(f"{path} is not a grey PNG")
-    scale = 65535.0 if raw.dtype == np.uint16 else 255.0
-    return resize_square(raw.astype(np.float32) / scale, image_size)
+    return resize_square(to_unit_float(raw), image_size)
 
 
 # ---------------------------------------------------------------------------------------------- configuration

@@ -8,6 +8,64 @@ from huggingface_hub import ModelCard, ModelCardData
 
 CARD_TAGS = ["medical-imaging", "x-ray", "flow-matching", "domain-adaptation", "medshift", "image-to-image"]
 
+# the card's text below its YAML header; `make_model_card` fills the fields
+CARD_BODY = """
+# MedShift: sim-to-real X-ray translation
+
+Class-conditional latent flow matching (MedShift, AIM 2025 / ICCV Workshops) as a
+`diffusers` pipeline. An input X-ray is encoded by the VAE, its latent is carried back along the flow
+to time tau (inversion), then forward again conditioned on the target class, and decoded: the
+appearance (noise, contrast, processing) of the target domain, the anatomy of the input.
+
+## Usage
+
+```python
+from medshift import MedShiftPipeline
+
+pipe = MedShiftPipeline.from_pretrained("{location}")
+out = pipe("synthetic.png", target="real_normal", source="synthetic_high", tau={tau})
+out.images[0].save("translated.png")
+```
+
+From the command line: `medshift translate INPUT... --target real_normal --tau {tau} --model {location} --out translated/`.
+
+Recommended tau: **{tau}** (higher keeps more structure, lower gives more realism; the paper reports
+0.6, 0.45 and 0.3). Default guidance scale: {guidance_scale}.
+
+## Classes
+
+{class_lines}
+- `{null_index}`: null class (unconditional, for classifier-free guidance)
+
+## Model
+
+- VAE: `AutoencoderKL`, {vae_params:.1f}M parameters, {vae_in} input channel(s),
+  {vae_latent} latent channels, scaling factor {scaling_factor:.5g}.
+- UNet: `UNet2DModel`, {unet_params:.1f}M parameters, channels {unet_channels}.
+- Scheduler: `FlowMatchODEScheduler` ({solver}, {steps} steps over [0, 1]).
+- Training resolution: {resolution} px; larger inputs are processed at this resolution and
+  resized back (see the `processing_resolution` argument).
+
+## Training data
+
+Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at several dose levels,
+780x780 grey images).{training_notes}
+
+## Evaluation
+
+{metric_lines}
+
+## Limitations
+
+- Research software: **not for clinical use**. Outputs are generated images and may add or remove
+  structures; never use them for diagnosis.
+- Trained on skull X-rays of one domain pair (a simulator and one C-arm system); other anatomy,
+  systems or acquisition settings are out of distribution.
+- Fine detail above the training resolution is not synthesised: large inputs are translated at
+  the training resolution and resized back.
+- Low tau changes more of the image, including anatomy; check the structure against the input.
+"""
+
 
 def _num_params(module: Any) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
@@ -49,68 +107,30 @@ def make_model_card(
         tau_range=[0.3, 0.6],
         training_resolution=int(config.resolution),
     )
-    location = repo_id or "path/to/this/folder"
     class_lines = "\n".join(f"- `{index}`: `{name}`" for index, name in enumerate(class_names))
     if metrics:
         metric_lines = "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items())
     else:
         metric_lines = "No evaluation has been recorded for these weights yet (see `medshift evaluate`)."
-    vae, unet = pipeline.vae, pipeline.unet
-    body = f"""
-# MedShift: sim-to-real X-ray translation
-
-Class-conditional latent flow matching (MedShift, AIM 2025 / ICCV Workshops) as a
-`diffusers` pipeline. An input X-ray is encoded by the VAE, its latent is carried back along the flow
-to time tau (inversion), then forward again conditioned on the target class, and decoded: the
-appearance (noise, contrast, processing) of the target domain, the anatomy of the input.
-
-## Usage
-
-```python
-from medshift import MedShiftPipeline
-
-pipe = MedShiftPipeline.from_pretrained("{location}")
-out = pipe("synthetic.png", target="real_normal", source="synthetic_high", tau={tau})
-out.images[0].save("translated.png")
-```
-
-From the command line: `medshift translate INPUT... --target real_normal --tau {tau} --model {location} --out translated/`.
-
-Recommended tau: **{tau}** (higher keeps more structure, lower gives more realism; the paper reports
-0.6, 0.45 and 0.3). Default guidance scale: {float(config.default_guidance_scale)}.
-
-## Classes
-
-{class_lines}
-- `{len(class_names)}`: null class (unconditional, for classifier-free guidance)
-
-## Model
-
-- VAE: `AutoencoderKL`, {_num_params(vae):.1f}M parameters, {vae.config.in_channels} input channel(s),
-  {vae.config.latent_channels} latent channels, scaling factor {vae.config.scaling_factor:.5g}.
-- UNet: `UNet2DModel`, {_num_params(unet):.1f}M parameters, channels {tuple(unet.config.block_out_channels)}.
-- Scheduler: `FlowMatchODEScheduler` ({pipeline.scheduler.config.solver}, {pipeline.scheduler.config.num_inference_steps} steps over [0, 1]).
-- Training resolution: {int(config.resolution)} px; larger inputs are processed at this resolution and
-  resized back (see the `processing_resolution` argument).
-
-## Training data
-
-Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at several dose levels,
-780x780 grey images).{(" " + training_notes) if training_notes else ""}
-
-## Evaluation
-
-{metric_lines}
-
-## Limitations
-
-- Research software: **not for clinical use**. Outputs are generated images and may add or remove
-  structures; never use them for diagnosis.
-- Trained on skull X-rays of one domain pair (a simulator and one C-arm system); other anatomy,
-  systems or acquisition settings are out of distribution.
-- Fine detail above the training resolution is not synthesised: large inputs are translated at
-  the training resolution and resized back.
-- Low tau changes more of the image, including anatomy; check the structure against the input.
-"""
+    vae, unet, scheduler = pipeline.vae, pipeline.unet, pipeline.scheduler
+    body = CARD_BODY.format(
+        location=repo_id or "path/to/this/folder",
+        tau=tau,
+        guidance_scale=float(config.default_guidance_scale),
+        class_lines=class_lines,
+        null_index=len(class_names),
+        vae_params=_num_params(vae),
+        vae_in=vae.config.in_channels,
+        vae_latent=vae.config.latent_channels,
+        scaling_factor=vae.config.scaling_factor,
+        unet_params=_num_params(unet),
+        unet_channels=tuple(unet.config.block_out_channels),
+        solver=scheduler.config.solver,
+        steps=scheduler.config.num_inference_steps,
+        resolution=int(config.resolution),
+        dataset=dataset,
+        training_notes=(" " + training_notes) if training_notes else "",
+        metric_lines=metric_lines,
+    )
     content = f"---\n{card_data.to_yaml()}\n---\n{body}"
     return ModelCard(content)

@@ -5,7 +5,8 @@ One pipeline, three components:
 - `vae` (`AutoencoderKL`): images in [-1, 1] <-> latents (times `vae.config.scaling_factor`).
 - `unet` (`UNet2DModel` with `num_class_embeds = len(class_names) + 1`): the velocity v(x_t, t, class);
   the last class index is the null class used for classifier-free guidance.
-- `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions.
+- `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions (diffusers' contract:
+  `set_timesteps`, then one `step` per network evaluation).
 
 Translation of an image x (MedShift): encode x to the latent x1, integrate the flow ODE backwards from
 t = 1 to t = tau guided by the source class (or unconditionally when the source is unknown), then forwards
@@ -15,11 +16,12 @@ from tau to 1 guided by the target class, and decode. `encode="noise"` replaces 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 import PIL.Image
@@ -30,8 +32,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
-from medshift.scheduling_flow_match import FlowMatchODEScheduler
+from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.image_io import GreyImage, resize, to_grey_images
 
 PipelineImageInput = Union[
     PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]]
@@ -40,118 +43,8 @@ PipelineImageInput = Union[
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # from_pretrained's arguments that say where and how to fetch a Hub repo (they go to snapshot_download)
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-DICOM_SUFFIXES = (".dcm", ".dicom")
 OUTPUT_TYPES = ("pil", "np", "pt")
 ENCODE_MODES = ("ode", "noise")
-
-
-def _is_dicom(path: Path) -> bool:
-    """DICOM by suffix or by the 'DICM' magic at byte 128 (files from PACS often have no suffix)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _load_path(path: Path) -> tuple[np.ndarray, bool]:
-    """Read a DICOM (builder's reader and field crop, first frame) or an image file as grey float in [0, 1]."""
-    if not path.is_file():
-        raise ValueError(f"input image {str(path)!r} does not exist or is not a file")
-    if _is_dicom(path):
-        from xdigiskull.prepare import load_prepared  # the builder's reader: display conversion + field crop
-
-        frames = load_prepared(path, size=None, frames="first")
-        if len(frames) == 0:
-            raise ValueError(f"DICOM file {str(path)!r} has no frames")
-        return np.asarray(frames[0], dtype=np.float32), True
-    try:
-        with PIL.Image.open(path) as img:
-            img.load()
-            return _pil_to_array(img)
-    except PIL.UnidentifiedImageError as err:
-        raise ValueError(f"cannot read {str(path)!r} as an image or DICOM file") from err
-
-
-def _pil_to_array(img: PIL.Image.Image) -> tuple[np.ndarray, bool]:
-    """PIL image -> (grey float32 HxW in [0, 1], is_16_bit)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(img, dtype=np.float32) / 65535.0, True
-    if img.mode == "I":  # 32-bit integer container, as PIL opens most 16-bit PNGs
-        return np.asarray(img, dtype=np.float32) / 65535.0, True
-    if img.mode == "F":
-        return np.asarray(img, dtype=np.float32), False
-    if img.mode != "L":
-        img = img.convert("L")  # RGB, RGBA, P, 1: luminance
-    return np.asarray(img, dtype=np.float32) / 255.0, False
-
-
-def _numpy_to_arrays(array: np.ndarray) -> list[tuple[np.ndarray, bool]]:
-    """numpy HxW, HxWxC (C in 1, 3, 4), NxHxW or NxHxWxC -> grey float images."""
-    if array.dtype == np.uint8:
-        scaled, is16 = array.astype(np.float32) / 255.0, False
-    elif array.dtype == np.uint16:
-        scaled, is16 = array.astype(np.float32) / 65535.0, True
-    elif np.issubdtype(array.dtype, np.floating):
-        scaled, is16 = array.astype(np.float32), False
-    else:
-        raise ValueError(f"numpy images must be uint8, uint16 or float (values in [0, 1]), got dtype {array.dtype}")
-    if scaled.ndim == 2:
-        return [(scaled, is16)]
-    if scaled.ndim == 3 and scaled.shape[-1] in (1, 3, 4):
-        return [(_grey_channels_last(scaled), is16)]
-    if scaled.ndim == 3:
-        return [(frame, is16) for frame in scaled]
-    if scaled.ndim == 4 and scaled.shape[-1] in (1, 3, 4):
-        return [(_grey_channels_last(frame), is16) for frame in scaled]
-    raise ValueError(f"cannot interpret a numpy array of shape {array.shape} as grey image(s): use HxW, HxWxC, NxHxW or NxHxWxC")
-
-
-def _grey_channels_last(image: np.ndarray) -> np.ndarray:
-    if image.shape[-1] == 1:
-        return image[..., 0]
-    return image[..., :3].mean(axis=-1)  # RGB(A) -> grey; alpha ignored
-
-
-def _tensor_to_arrays(tensor: torch.Tensor) -> list[tuple[np.ndarray, bool]]:
-    """torch HxW, CxHxW (C in 1, 3) or NxCxHxW; uint8/int16/uint16 scaled, float taken as [0, 1]."""
-    t = tensor.detach().cpu()
-    if t.dtype == torch.uint8:
-        t, is16 = t.float() / 255.0, False
-    elif t.dtype in (torch.int16, torch.uint16, torch.int32):
-        t, is16 = t.float() / 65535.0, True
-    elif t.is_floating_point():
-        t, is16 = t.float(), False
-    else:
-        raise ValueError(f"torch images must be uint8, 16-bit integer or float (values in [0, 1]), got {t.dtype}")
-    if t.ndim == 2:
-        t = t[None, None]
-    elif t.ndim == 3:
-        t = t[None]
-    if t.ndim != 4 or t.shape[1] not in (1, 3):
-        raise ValueError(f"cannot interpret a tensor of shape {tuple(tensor.shape)} as grey image(s): use HxW, CxHxW or NxCxHxW with C = 1 or 3")
-    grey = t.mean(dim=1)
-    return [(frame.numpy(), is16) for frame in grey]
-
-
-def _to_grey_images(image: PipelineImageInput) -> list[tuple[np.ndarray, bool]]:
-    """Every supported input -> list of (grey float32 HxW array, was_16_bit)."""
-    if isinstance(image, (list, tuple)):
-        items = [item for element in image for item in _to_grey_images(element)]
-    elif isinstance(image, (str, os.PathLike)):
-        items = [_load_path(Path(image))]
-    elif isinstance(image, PIL.Image.Image):
-        items = [_pil_to_array(image)]
-    elif isinstance(image, np.ndarray):
-        items = _numpy_to_arrays(image)
-    elif isinstance(image, torch.Tensor):
-        items = _tensor_to_arrays(image)
-    else:
-        raise ValueError(f"unsupported image type {type(image).__name__}: pass PIL images, numpy arrays, torch tensors, file paths or lists of them")
-    return items
 
 
 class MedShiftPipeline(DiffusionPipeline):
@@ -381,46 +274,83 @@ class MedShiftPipeline(DiffusionPipeline):
             x = x.mean(dim=1, keepdim=True)
         return ((x + 1) / 2).clamp(0, 1)
 
-    def velocity(self, x: torch.Tensor, t: float, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        """Guided velocity v_u + w (v_c - v_u) at time t; conditional and null passes share one batch.
+    def velocity(self, x: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        """Guided velocity v_u + w (v_c - v_u); conditional and null passes share one batch.
 
         Args:
-            x: latents at time t, (N, C, h, w).
-            t: time in [0, 1].
+            x: latents, (N, C, h, w).
+            timestep: the network's timestep (a scalar: `t * num_train_timesteps`, see the scheduler).
             labels: class index per latent; the null index gives the unconditional velocity.
             guidance_scale: w; 1 is plain conditional sampling, 0 unconditional.
         """
         n = x.shape[0]
         x_in = x.to(self.unet.dtype)
-        unguided = guidance_scale == 1.0 or bool((labels == self.null_label).all())
-        if unguided:
-            v = self.unet(x_in, self.scheduler.timestep(t, n, x.device), class_labels=labels).sample
-            return v.to(x.dtype)
+        timestep = torch.as_tensor(timestep, dtype=torch.float32, device=x.device)
+        if guidance_scale == 1.0 or bool((labels == self.null_label).all()):
+            return self.unet(x_in, timestep.expand(n), class_labels=labels).sample.to(x.dtype)
         null = torch.full_like(labels, self.null_label)
-        v = self.unet(
-            torch.cat([x_in, x_in]), self.scheduler.timestep(t, 2 * n, x.device), class_labels=torch.cat([labels, null])
-        ).sample.to(x.dtype)
-        v_cond, v_uncond = v.chunk(2)
+        v = self.unet(torch.cat([x_in, x_in]), timestep.expand(2 * n), class_labels=torch.cat([labels, null])).sample
+        v_cond, v_uncond = v.to(x.dtype).chunk(2)
         return guided_velocity(v_cond, v_uncond, guidance_scale)
 
-    def _integrate(
-        self, latents: torch.Tensor, t_from: float, t_to: float, num_steps: int, labels: torch.Tensor, guidance_scale: float, solver: str
-    ) -> torch.Tensor:
-        grid = self.scheduler.time_grid(t_from, t_to, num_steps)
+    def check_inputs(
+        self,
+        tau: float | None,
+        guidance_scale: float | None,
+        num_inference_steps: int | None,
+        solver: str | None,
+        encode: str,
+        output_type: str,
+        processing_resolution: int | None,
+    ) -> tuple[float, float, str, int]:
+        """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
+        before any work is done. Returns (tau, guidance_scale, solver, processing_resolution)."""
+        tau = self.config.default_tau if tau is None else float(tau)
+        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        solver = self.scheduler.config.solver if solver is None else solver
+        processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
+        if not (0.0 < tau <= 1.0):  # also rejects NaN
+            raise ValueError(f"tau must lie in (0, 1], got {tau}")
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+        if num_inference_steps is not None and int(num_inference_steps) < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        check_solver(solver)
+        if encode not in ENCODE_MODES:
+            raise ValueError(f"encode must be one of {', '.join(ENCODE_MODES)}, got {encode!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if processing_resolution < 8:
+            raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
+        return tau, guidance_scale, solver, processing_resolution
 
-        def velocity_fn(x: torch.Tensor, t: float) -> torch.Tensor:
-            return self.velocity(x, t, labels, guidance_scale)
+    @staticmethod
+    def read_images(image: PipelineImageInput) -> tuple[list[GreyImage], dict[tuple[int, int], list[int]]]:
+        """Every input as a grey float32 [0, 1] image (see `xdigiskull.image_io`), checked to be non-empty and
+        finite, and the indices of the images of each size (they share a batch)."""
+        images = to_grey_images(image)
+        if not images:
+            raise ValueError("image is an empty batch: pass at least one image")
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (array, _) in enumerate(images):
+            if array.size == 0:
+                raise ValueError(f"image {i} is empty (shape {array.shape})")
+            if not np.isfinite(array).all():
+                raise ValueError(f"image {i} contains NaN or infinite pixel values")
+            groups.setdefault(array.shape, []).append(i)
+        return images, groups
 
-        with self.progress_bar(total=num_steps) as progress:
-            for t, t_next in zip(grid[:-1], grid[1:]):
-                latents = self.scheduler.step(velocity_fn, latents, t, t_next, solver=solver)
-                progress.update()
-        return latents
-
-    def _processing_size(self, height: int, width: int, processing_resolution: int) -> tuple[int, int]:
-        """Size the network sees: longer side = processing_resolution, aspect ratio kept."""
-        scale = processing_resolution / max(height, width)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+    def prepare_latents(self, arrays: list[np.ndarray], processing_resolution: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """Same-size [0, 1] images -> padded latents x1, plus the pixel and latent sizes to crop back to."""
+        height, width = arrays[0].shape
+        pixels = torch.from_numpy(np.stack([np.clip(array, 0.0, 1.0) for array in arrays]))[:, None]
+        scale = processing_resolution / max(height, width)  # longer side = processing_resolution, aspect kept
+        pixels = resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
+        # the VAE sees the image padded to its own factor only (780 -> 784, not 832): it is the costly part,
+        # and the UNet's larger multiple is met by padding the latents instead
+        pixels, crop = self._pad(pixels, self.vae_scale_factor)
+        latents, latent_crop = self._pad(self.encode_images(pixels).float(), self.latent_multiple)
+        return latents, crop, latent_crop
 
     @staticmethod
     def _pad(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -431,6 +361,24 @@ class MedShiftPipeline(DiffusionPipeline):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         return x, (h, w)
+
+    def postprocess(self, latents: torch.Tensor, crop: tuple[int, int], latent_crop: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        """Latents -> (N, 1, H, W) images in [0, 1] on the CPU, cropped and resized back to the input `size`."""
+        pixels = self.decode_latents(latents[..., : latent_crop[0], : latent_crop[1]])[..., : crop[0], : crop[1]]
+        return resize(pixels, size).clamp(0, 1).cpu()
+
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Inference runs in eval mode, as diffusers' loaders leave models (outputs then match after a save/load
+        round trip); a model lent by a training loop for sample grids gets its mode back."""
+        was_training = {module: module.training for module in (self.vae, self.unet)}
+        for module in was_training:
+            module.eval()
+        try:
+            yield
+        finally:
+            for module, training in was_training.items():
+                module.train(training)
 
     # ------------------------------------------------------------------ call
 
@@ -450,164 +398,68 @@ class MedShiftPipeline(DiffusionPipeline):
         return_dict: bool = True,
         processing_resolution: int | None = None,
     ) -> ImagePipelineOutput | tuple:
-        r"""Translate `image` into the `target` class.
+        r"""Translate `image` into the `target` class: encode, invert to tau with the source class, generate
+        back to t = 1 with the target class, decode.
 
         Args:
-            image: one or more grey X-ray images. Accepted: PIL images (L, I;16, I, F, RGB: converted to
-                grey), numpy arrays (uint8, uint16, or float in [0, 1]; HxW, HxWxC, NxHxW or NxHxWxC),
-                torch tensors (uint8, 16-bit int, or float in [0, 1]; HxW, CxHxW or NxCxHxW, C = 1 or 3),
-                paths to image files or DICOM files (read, converted to display and cropped to the exposed
-                field by `xdigiskull.prepare.load_prepared`; first frame), or a list mixing them. Images of
-                different sizes may be mixed; each output has its input's size.
+            image: grey X-ray image(s): PIL images, numpy arrays or torch tensors (uint8, 16-bit or float in
+                [0, 1]; one image or a batch), image or DICOM paths, or a list mixing them (see
+                `xdigiskull.image_io.to_grey_images`). Sizes may differ; each output has its input's size.
             target: class to translate into (name from `class_names` or its index), or one per image.
-            source: class of the input, or one per image; None (unknown) inverts with the null class,
-                i.e. without guidance.
-            tau: time in (0, 1] at which the inversion stops and generation starts. High tau keeps more
-                structure, low tau gives more realism (the paper uses 0.6, 0.45, 0.3). tau = 1 returns the
-                VAE reconstruction. None uses `config.default_tau`.
-            guidance_scale: classifier-free guidance weight w for both directions (1: no guidance).
-                None uses `config.default_guidance_scale`.
-            num_inference_steps: steps for integrating over the whole interval [0, 1]; the inversion and the
-                generation each take `round(num_inference_steps * (1 - tau))` steps (at least 1), as
-                diffusers' img2img pipelines scale their steps by strength. None uses the scheduler's default.
-            solver: "euler", "midpoint", "heun" or "rk4" (network evaluations per step: 1, 2, 2, 4).
-                None uses the scheduler's default.
-            encode: "ode" (MedShift: deterministic inversion of the flow) or "noise" (SDEdit baseline:
-                z_tau = (1 - (1 - sigma_min) tau) eps + tau x1 with Gaussian eps from `generator`).
-            generator: torch generator(s) for the noise of `encode="noise"` (the "ode" mode is deterministic).
-            output_type: "pil" (list of PIL images: mode I;16 for 16-bit inputs such as DICOM or uint16,
-                L otherwise), "np" (float32 in [0, 1], shape (N, H, W, 1), or a list of (H, W, 1) arrays when
-                sizes differ) or "pt" (float32 in [0, 1], (N, 1, H, W), or a list when sizes differ).
+            source: class of the input, or one per image; None (unknown) inverts without guidance.
+            tau: time in (0, 1] where inversion stops and generation starts: high keeps structure, low adds
+                realism (the paper uses 0.6, 0.45, 0.3); 1 returns the VAE reconstruction. Default `config.default_tau`.
+            guidance_scale: classifier-free guidance weight for both directions (1: none). Default the config's.
+            num_inference_steps: steps over [0, 1]; inversion and generation each take their share,
+                `round(num_inference_steps * (1 - tau))` (at least 1). Default: the scheduler's.
+            solver: "euler", "midpoint", "heun" or "rk4" (1, 2, 2, 4 network evaluations per step). Default: the scheduler's.
+            encode: "ode" (MedShift: deterministic inversion) or "noise" (SDEdit:
+                z_tau = (1 - (1 - sigma_min) tau) eps + tau x1, eps from `generator`).
+            generator: torch generator(s) for `encode="noise"`.
+            output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
+                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.
             return_dict: return an `ImagePipelineOutput` (True) or a tuple `(images,)`.
-            processing_resolution: longer side, in pixels, at which the networks process the image. Default
-                `config.resolution`, the training resolution: an image of another size (e.g. 780x780 for
-                a model trained at 256) is resized to it (area-averaged down, bicubic up), translated, and
-                resized back to its own size, so the network always sees anatomy at the scale it was
-                trained on and cost does not grow with the input; fine detail above the training
-                resolution is therefore not reproduced. Pass the image's own size to process at full
-                resolution instead (slower; the model then sees anatomy at an unfamiliar scale).
-                Inside, the image is padded (reflect) to a multiple of the VAE's downsampling factor, its
-                latents to a multiple of `latent_multiple` for the UNet, and both are cropped back.
+            processing_resolution: longer side at which the networks work; default `config.resolution` (the
+                training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
+                bicubic up, resized back after). Pass the image's own size to work at full resolution.
 
-        Returns:
-            `ImagePipelineOutput` with `images`, or `(images,)` when `return_dict=False`.
-
-        Raises:
-            ValueError: unknown target/source class (the message lists the valid ones), tau outside (0, 1],
-                num_inference_steps < 1, unknown solver/encode/output_type, an empty batch, an unreadable
-                input, or NaN/inf pixel values.
+        Returns `ImagePipelineOutput(images)`, or `(images,)` when `return_dict=False`. Raises ValueError naming the
+        argument for an unknown class, a value out of range, an empty batch, an unreadable input or NaN/inf pixels.
         """
-        # ---- check arguments before any work
-        tau = self.config.default_tau if tau is None else float(tau)
-        if not (0.0 < tau <= 1.0):  # also rejects NaN
-            raise ValueError(f"tau must lie in (0, 1], got {tau}")
-        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
-        if not math.isfinite(guidance_scale):
-            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
-        if num_inference_steps is not None and int(num_inference_steps) < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        solver = self.scheduler.config.solver if solver is None else solver
-        self.scheduler._check_solver(solver)
-        if encode not in ENCODE_MODES:
-            raise ValueError(f"encode must be one of {', '.join(ENCODE_MODES)}, got {encode!r}")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
-        processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
-        if processing_resolution < 8:
-            raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
+        # 1. check the arguments, then read every input as a grey [0, 1] image with one label per image
+        tau, guidance_scale, solver, processing_resolution = self.check_inputs(
+            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution
+        )
+        images, groups = self.read_images(image)
+        target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
+        outputs: dict[int, torch.Tensor] = {}
+        with self._eval_mode():
+            for size, indices in groups.items():
+                # 2. resize to the processing resolution, pad, encode: the data latents x1 (t = 1)
+                latents, crop, latent_crop = self.prepare_latents([images[i][0] for i in indices], processing_resolution)
+                if tau < 1.0 and encode == "ode":
+                    # 3a. inversion: integrate backwards from t = 1 to tau, guided by the source class
+                    self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=1.0, t_to=tau, solver=solver)
+                    for t in self.progress_bar(self.scheduler.timesteps):
+                        v = self.velocity(latents, t, source_labels[indices], guidance_scale)
+                        latents = self.scheduler.step(v, t, latents).prev_sample
+                elif tau < 1.0:
+                    # 3b. SDEdit: noise the latents to tau instead
+                    group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
+                    noise = randn_tensor(latents.shape, generator=group_generator, device=latents.device, dtype=latents.dtype)
+                    latents = self.scheduler.add_noise(latents, noise, tau)
+                # 4. generation: integrate forwards from tau to t = 1, guided by the target class
+                self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=tau, t_to=1.0, solver=solver)
+                for t in self.progress_bar(self.scheduler.timesteps):
+                    v = self.velocity(latents, t, target_labels[indices], guidance_scale)
+                    latents = self.scheduler.step(v, t, latents).prev_sample
+                # 5. decode, crop the padding and resize back to the input size
+                outputs.update(zip(indices, self.postprocess(latents, crop, latent_crop, size)))
 
-        images = _to_grey_images(image)
-        if not images:
-            raise ValueError("image is an empty batch: pass at least one image")
-        for i, (array, _) in enumerate(images):
-            if array.size == 0:
-                raise ValueError(f"image {i} is empty (shape {array.shape})")
-            if not np.isfinite(array).all():
-                raise ValueError(f"image {i} contains NaN or infinite pixel values")
-        target_labels = self._labels(target, "target", len(images))
-        source_labels = self._labels(source, "source", len(images))
-        steps = self.scheduler.steps_between(1.0, tau, num_inference_steps)
-
-        # inference runs in eval mode, as diffusers' loaders leave models (outputs then match after a
-        # save/load round trip); a model lent by a training loop for sample grids gets its mode back
-        was_training = {name: module.training for name, module in (("vae", self.vae), ("unet", self.unet))}
-        self.vae.eval()
-        self.unet.eval()
-        try:
-            outputs = self._translate_all(
-                images, tau, steps, source_labels, target_labels, guidance_scale, solver, encode, generator, processing_resolution
-            )
-        finally:
-            self.vae.train(was_training["vae"])
-            self.unet.train(was_training["unet"])
-
+        # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
-        result_images = self._format_outputs(outputs, [is16 for _, is16 in images], output_type)
-        if not return_dict:
-            return (result_images,)
-        return ImagePipelineOutput(images=result_images)
-
-    def _translate_all(
-        self,
-        images: list[tuple[np.ndarray, bool]],
-        tau: float,
-        steps: int,
-        source_labels: torch.Tensor,
-        target_labels: torch.Tensor,
-        guidance_scale: float,
-        solver: str,
-        encode: str,
-        generator: torch.Generator | list[torch.Generator] | None,
-        processing_resolution: int,
-    ) -> list[torch.Tensor]:
-        """Translate every image; images of equal size share one batch. Returns (1, H, W) tensors in [0, 1]."""
-        outputs: list[torch.Tensor | None] = [None] * len(images)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (array, _) in enumerate(images):
-            groups.setdefault(array.shape, []).append(i)
-        for (height, width), indices in groups.items():
-            pixels = torch.from_numpy(np.stack([np.clip(images[i][0], 0.0, 1.0) for i in indices]))[:, None]
-            size = self._processing_size(height, width, processing_resolution)
-            if size != (height, width):
-                pixels = F.interpolate(pixels, size=size, mode="area" if size[0] < height else "bicubic")
-            # the VAE sees the image padded to its own factor only (780 -> 784, not 832): it is the costly part,
-            # and the UNet's larger multiple is met by padding the latents instead
-            pixels, crop = self._pad(pixels, self.vae_scale_factor)
-            latents = self.encode_images(pixels)
-            if tau < 1.0:
-                group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
-                latents, latent_crop = self._pad(latents, self.latent_multiple)
-                latents = self._translate_latents(
-                    latents, tau, steps, source_labels[indices], target_labels[indices], guidance_scale, solver, encode, group_generator
-                )[..., : latent_crop[0], : latent_crop[1]]
-            result = self.decode_latents(latents)[..., : crop[0], : crop[1]]
-            if tuple(result.shape[-2:]) != (height, width):
-                result = F.interpolate(result, size=(height, width), mode="bicubic" if height > size[0] else "area")
-            result = result.clamp(0, 1).cpu()
-            for j, i in enumerate(indices):
-                outputs[i] = result[j]
-        return outputs
-
-    def _translate_latents(
-        self,
-        latents: torch.Tensor,
-        tau: float,
-        steps: int,
-        source_labels: torch.Tensor,
-        target_labels: torch.Tensor,
-        guidance_scale: float,
-        solver: str,
-        encode: str,
-        generator: torch.Generator | list[torch.Generator] | None,
-    ) -> torch.Tensor:
-        """x1 -> z_tau (inversion or noising) -> translated x1."""
-        latents = latents.float()
-        if encode == "ode":
-            z_tau = self._integrate(latents, 1.0, tau, steps, source_labels, guidance_scale, solver)
-        else:
-            noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-            z_tau = self.scheduler.add_noise(latents, noise, tau)
-        return self._integrate(z_tau, tau, 1.0, steps, target_labels, guidance_scale, solver)
+        result_images = self._format_outputs([outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
+        return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
 
     @staticmethod
     def _format_outputs(

@@ -1,34 +1,57 @@
-"""A small ODE scheduler for flow matching, in both time directions.
+"""A fixed-step ODE scheduler for flow matching, in both time directions, with diffusers' scheduler contract.
 
-MedShift's network predicts a velocity v(x, t) on the path of `medshift.flow_matching`
-(t = 0 noise, t = 1 data). Translating an image means integrating dx/dt = v twice: backwards
-from t = 1 to t = tau (inversion), then forwards from tau to 1 (generation). diffusers' own
-flow-matching schedulers step in one direction only and in "sigma" time, so MedShift ships this
-one: a fixed time grid between any two times in [0, 1] and one explicit solver step at a time.
+MedShift's network predicts a velocity v(x, t) on the path of `medshift.flow_matching`. Translating an image
+means integrating dx/dt = v twice: backwards from t = 1 to t = tau (inversion), then forwards from tau to 1
+(generation). The pipeline owns the loop, as in diffusers' pipelines:
 
-The pipeline owns the loop (and its progress bar); the scheduler owns the numerics:
+    scheduler.set_timesteps(num_inference_steps, t_from=1.0, t_to=tau)   # inversion: backwards in time
+    for t in scheduler.timesteps:
+        model_output = unet(sample, t, class_labels=labels).sample      # the velocity at (sample, t)
+        sample = scheduler.step(model_output, t, sample).prev_sample
 
-    grid = scheduler.time_grid(1.0, tau, num_steps)          # decreasing: inversion
-    for t, t_next in zip(grid[:-1], grid[1:]):
-        x = scheduler.step(velocity_fn, x, t, t_next)        # velocity_fn(x, t) -> v
+Time convention (where MedShift differs from diffusers): time t runs from 0 (noise) to 1 (data), the path
+is x_t = (1 - (1 - sigma_min) t) x0 + t x1, and the network is called with `timestep = t * num_train_timesteps`.
+diffusers' flow-matching schedulers count "sigmas" the other way (sigma = 1 noise, 0 data) and step in one
+direction only; this scheduler steps either way between any two times in [0, 1].
 
-Solvers (evaluations of the network per step): euler (1), midpoint (2), heun (2), rk4 (4).
+Multi-stage solvers work as diffusers' `HeunDiscreteScheduler` does: `order` is the number of network
+evaluations per solver step, `timesteps` lists one entry per evaluation (stage), and each `step` call
+consumes one. Between the stages of a solver step `prev_sample` is the point where the network is evaluated
+next, not a state of the ODE; after the last stage it is the state at the end of the step.
+
+Solvers (order = network evaluations per step): euler (1), midpoint (2), heun (2), rk4 (4).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
 
 from medshift.flow_matching import SIGMA_MIN
 
-VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
+# network evaluations per solver step, and where in the step (as a fraction of its length) each one lies
+SOLVER_STAGES: dict[str, tuple[float, ...]] = {
+    "euler": (0.0,),
+    "midpoint": (0.0, 0.5),
+    "heun": (0.0, 1.0),
+    "rk4": (0.0, 0.5, 0.5, 1.0),
+}
 
-# network evaluations per step for each solver
-SOLVER_STAGES: dict[str, int] = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+
+@dataclass
+class FlowMatchODESchedulerOutput(BaseOutput):
+    """Output of `FlowMatchODEScheduler.step`.
+
+    Args:
+        prev_sample: the sample for the next `step` call (the state at the end of the solver step after
+            its last stage; the next evaluation point between stages).
+    """
+
+    prev_sample: torch.Tensor
 
 
 class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
@@ -39,12 +62,11 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
             (1000, as in training).
         num_inference_steps: default number of steps for integrating over the whole interval [0, 1];
             a sub-interval of length L gets `round(num_inference_steps * L)` steps (at least 1).
-        solver: default solver, one of "euler", "midpoint", "heun", "rk4".
+        solver: one of "euler", "midpoint", "heun", "rk4".
         sigma_min: the path's minimum noise level (see `medshift.flow_matching`), used by `add_noise`.
     """
 
     config_name = "scheduler_config.json"
-    order = 1
 
     @register_to_config
     def __init__(
@@ -54,112 +76,95 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         solver: str = "euler",
         sigma_min: float = SIGMA_MIN,
     ):
-        self._check_solver(solver)
+        check_solver(solver)
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        self.solver = solver
+        self.num_inference_steps: int | None = None
+        self.times: list[float] = []  # the solver steps' boundaries, in MedShift time
+        self.timesteps = torch.empty(0)
+        self._step_index = 0
+        self._stage_start: torch.Tensor | None = None
+        self._derivatives: list[torch.Tensor] = []
 
-    @staticmethod
-    def _check_solver(solver: str) -> None:
-        if solver not in SOLVER_STAGES:
-            raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVER_STAGES)}")
+    @property
+    def order(self) -> int:
+        """Network evaluations (`step` calls) per solver step."""
+        return len(SOLVER_STAGES[self.solver])
 
-    def steps_between(self, t_from: float, t_to: float, num_inference_steps: int | None = None) -> int:
-        """Number of steps for the interval [t_from, t_to]: its share of `num_inference_steps` (at least 1).
+    @property
+    def step_index(self) -> int:
+        """Index of the next `step` call in `timesteps`."""
+        return self._step_index
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        t_from: float = 0.0,
+        t_to: float = 1.0,
+        solver: str | None = None,
+    ) -> None:
+        """Prepare the steps from `t_from` to `t_to` (smaller `t_to` integrates backwards) and fill `timesteps`.
 
         Args:
+            num_inference_steps: steps for the whole interval [0, 1]; [t_from, t_to] gets its share,
+                `round(num_inference_steps * |t_to - t_from|)` steps, at least 1 (as diffusers' img2img
+                pipelines scale their steps by strength). None uses the config default.
+            device: where `timesteps` lives.
             t_from: start time in [0, 1].
             t_to: end time in [0, 1].
-            num_inference_steps: steps for the whole [0, 1] interval; None uses the config default.
-        """
-        n = self.config.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
-        if n < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {n}")
-        if t_from == t_to:
-            return 0
-        return max(1, round(n * abs(t_to - t_from)))
-
-    def time_grid(self, t_from: float, t_to: float, num_steps: int) -> list[float]:
-        """`num_steps + 1` evenly spaced times from `t_from` to `t_to` (decreasing when integrating backwards).
-
-        Args:
-            t_from: start time in [0, 1].
-            t_to: end time in [0, 1].
-            num_steps: number of solver steps (>= 1).
+            solver: overrides the config's solver for this run.
         """
         for name, value in (("t_from", t_from), ("t_to", t_to)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        return torch.linspace(t_from, t_to, num_steps + 1, dtype=torch.float64).tolist()
-
-    def timestep(self, t: float, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The network's timestep argument for time `t`: `t * num_train_timesteps`, shape (batch_size,)."""
-        return torch.full((batch_size,), t * self.config.num_train_timesteps, dtype=torch.float32, device=device)
+        self.solver = self.config.solver if solver is None else solver
+        check_solver(self.solver)
+        num_steps = num_steps_between(t_from, t_to, self.config.num_inference_steps if num_inference_steps is None else num_inference_steps)
+        self.num_inference_steps = num_steps
+        self.times = torch.linspace(t_from, t_to, num_steps + 1, dtype=torch.float64).tolist() if num_steps else []
+        stage_times = [
+            t + fraction * (t_next - t) if 0.0 < fraction < 1.0 else (t_next if fraction else t)
+            for t, t_next in zip(self.times[:-1], self.times[1:])
+            for fraction in SOLVER_STAGES[self.solver]
+        ]
+        self.timesteps = torch.tensor([t * self.config.num_train_timesteps for t in stage_times], dtype=torch.float32, device=device)
+        self._step_index = 0
+        self._stage_start, self._derivatives = None, []
 
     def step(
         self,
-        velocity_fn: VelocityFn,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
         sample: torch.Tensor,
-        t: float,
-        t_next: float,
-        solver: str | None = None,
-    ) -> torch.Tensor:
-        """Advance `sample` from time `t` to `t_next` (either direction) with one solver step.
+        return_dict: bool = True,
+    ) -> FlowMatchODESchedulerOutput | tuple:
+        """One stage of the solver: take the velocity `model_output` at (`sample`, `timestep`) and return the
+        sample to evaluate next (or, after the last stage, the state at the end of the solver step).
 
         Args:
-            velocity_fn: `velocity_fn(x, t) -> v`, the (guided) velocity at state `x` and time `t`.
-            sample: the state at time `t`.
-            t: current time in [0, 1].
-            t_next: time to step to, in [0, 1]; smaller than `t` integrates backwards.
-            solver: "euler", "midpoint", "heun" or "rk4"; None uses the config default.
-
-        Returns:
-            The state at `t_next`.
+            model_output: the (guided) velocity predicted at `sample` and `timestep`.
+            timestep: the entry of `timesteps` this call belongs to (the stage is tracked by the step index,
+                as in diffusers' Heun scheduler).
+            sample: the sample the network was evaluated at.
+            return_dict: return a `FlowMatchODESchedulerOutput` (True) or a tuple `(prev_sample,)`.
         """
-        solver = self.config.solver if solver is None else solver
-        self._check_solver(solver)
+        if self._step_index >= len(self.timesteps):
+            raise ValueError(f"step called {self._step_index + 1} times for {len(self.timesteps)} timesteps: call set_timesteps first")
+        step, stage = divmod(self._step_index, self.order)
+        t, t_next = self.times[step], self.times[step + 1]
         h = t_next - t
-        x = sample
-        if solver == "euler":
-            return x + h * velocity_fn(x, t)
-        if solver == "midpoint":
-            k1 = velocity_fn(x, t)
-            return x + h * velocity_fn(x + 0.5 * h * k1, t + 0.5 * h)
-        if solver == "heun":
-            k1 = velocity_fn(x, t)
-            k2 = velocity_fn(x + h * k1, t_next)
-            return x + 0.5 * h * (k1 + k2)
-        # classic fourth-order Runge-Kutta
-        k1 = velocity_fn(x, t)
-        k2 = velocity_fn(x + 0.5 * h * k1, t + 0.5 * h)
-        k3 = velocity_fn(x + 0.5 * h * k2, t + 0.5 * h)
-        k4 = velocity_fn(x + h * k3, t_next)
-        return x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-
-    def integrate(
-        self,
-        velocity_fn: VelocityFn,
-        sample: torch.Tensor,
-        t_from: float,
-        t_to: float,
-        num_steps: int,
-        solver: str | None = None,
-    ) -> torch.Tensor:
-        """Integrate dx/dt = velocity_fn(x, t) from `t_from` to `t_to` in `num_steps` equal steps.
-
-        Args:
-            velocity_fn: `velocity_fn(x, t) -> v`.
-            sample: the state at `t_from`.
-            t_from: start time in [0, 1].
-            t_to: end time in [0, 1] (smaller than `t_from` integrates backwards).
-            num_steps: number of solver steps (>= 1).
-            solver: "euler", "midpoint", "heun" or "rk4"; None uses the config default.
-        """
-        grid = self.time_grid(t_from, t_to, num_steps)
-        for t, t_next in zip(grid[:-1], grid[1:]):
-            sample = self.step(velocity_fn, sample, t, t_next, solver=solver)
-        return sample
+        if stage == 0:
+            self._stage_start, self._derivatives = sample, []
+        self._derivatives.append(model_output)
+        prev_sample = _stage_update(self.solver, stage, h, self._stage_start, self._derivatives)
+        self._step_index += 1
+        if stage == self.order - 1:
+            self._stage_start, self._derivatives = None, []
+        if not return_dict:
+            return (prev_sample,)
+        return FlowMatchODESchedulerOutput(prev_sample=prev_sample)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, t: float) -> torch.Tensor:
         """The probability path at time `t`: `(1 - (1 - sigma_min) t) noise + t x1` (SDEdit's starting point).
@@ -167,15 +172,41 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         Args:
             original_samples: data latents x1.
             noise: Gaussian noise of the same shape.
-            t: time in [0, 1]; t = 1 returns the data, t = 0 the noise.
+            t: time in [0, 1] (MedShift's convention); t = 1 returns the data, t = 0 the noise.
         """
         return (1 - (1 - self.config.sigma_min) * t) * noise + t * original_samples
 
-    def num_function_evaluations(self, num_steps: int, solver: str | None = None) -> int:
-        """Network evaluations (one per guided batch) that `num_steps` steps of `solver` cost."""
-        solver = self.config.solver if solver is None else solver
-        self._check_solver(solver)
-        return num_steps * SOLVER_STAGES[solver]
-
     def __len__(self) -> int:
         return self.config.num_train_timesteps
+
+
+def check_solver(solver: str) -> None:
+    """Raise a ValueError naming the valid solvers when `solver` is not one of them."""
+    if solver not in SOLVER_STAGES:
+        raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVER_STAGES)}")
+
+
+def num_steps_between(t_from: float, t_to: float, num_inference_steps: int) -> int:
+    """Solver steps for [t_from, t_to]: its share of `num_inference_steps` over [0, 1], at least 1 (0 if empty)."""
+    if int(num_inference_steps) < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if t_from == t_to:
+        return 0
+    return max(1, round(int(num_inference_steps) * abs(t_to - t_from)))
+
+
+def _stage_update(solver: str, stage: int, h: float, x: torch.Tensor, k: list[torch.Tensor]) -> torch.Tensor:
+    """Explicit Runge-Kutta tableaux, one stage at a time: `x` is the state at the step's start, `k` the
+    velocities so far; returns the next evaluation point, or the step's result after the last stage."""
+    if solver == "euler":
+        return x + h * k[0]
+    if solver == "midpoint":
+        return x + 0.5 * h * k[0] if stage == 0 else x + h * k[1]
+    if solver == "heun":
+        return x + h * k[0] if stage == 0 else x + 0.5 * h * (k[0] + k[1])
+    # classic fourth-order Runge-Kutta
+    if stage < 2:
+        return x + 0.5 * h * k[stage]
+    if stage == 2:
+        return x + h * k[2]
+    return x + h / 6.0 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from xdigiskull.image_io import IMAGE_SUFFIXES, atomic_write, is_dicom
+
 DEFAULT_MODEL = "checkpoints/medshift-xdigiskull-demo"
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
 
 
 def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     """Expand files and folders into (file, output path relative to --out) pairs, in a stable order.
 
     Folders are searched recursively for image and DICOM files (by suffix, or by the DICOM 'DICM'
-    marker for files without suffix); their relative layout is kept under --out. Every output is a PNG.
+    marker for other files); their relative layout is kept under --out. Every output is a PNG.
 
     Args:
         inputs: files and folders given on the command line.
     """
-    from medshift.pipeline_medshift import _is_dicom
-
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
             for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if path.suffix.lower() in IMAGE_SUFFIXES or (path.suffix == "" and _is_dicom(path)):
+                if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path):
                     pairs.append((path, path.relative_to(item).with_suffix(".png")))
         elif item.is_file():
             pairs.append((item, Path(item.name).with_suffix(".png")))
@@ -47,17 +44,20 @@ def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return unique
 
 
-def _save_atomically(image, destination: Path) -> None:
-    """Write to a temporary file next to the destination, then rename: no half-written PNG is left."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{destination.stem}.", dir=destination.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def check_arguments(inputs: list[Path], tau: float | None, steps: int | None, encode: str) -> list[tuple[Path, Path]]:
+    """Refuse bad options before the model loads; returns the (file, output path) pairs to translate."""
+    if not inputs:
+        raise typer.BadParameter("give at least one file or folder", param_hint="INPUT")
+    pairs = collect_inputs(inputs)
+    if not pairs:
+        raise typer.BadParameter("no image or DICOM files found in the given inputs", param_hint="INPUT")
+    if tau is not None and not 0.0 < tau <= 1.0:
+        raise typer.BadParameter(f"must lie in (0, 1], got {tau}", param_hint="--tau")
+    if steps is not None and steps < 1:
+        raise typer.BadParameter(f"must be >= 1, got {steps}", param_hint="--steps")
+    if encode not in ("ode", "noise"):
+        raise typer.BadParameter(f"must be 'ode' or 'noise', got {encode!r}", param_hint="--encode")
+    return pairs
 
 
 def translate(
@@ -84,17 +84,7 @@ def translate(
     from medshift.pipeline_medshift import MedShiftPipeline
 
     console = Console(stderr=True)
-    if not inputs:
-        raise typer.BadParameter("give at least one file or folder", param_hint="INPUT")
-    pairs = collect_inputs(inputs)
-    if not pairs:
-        raise typer.BadParameter("no image or DICOM files found in the given inputs", param_hint="INPUT")
-    if tau is not None and not 0.0 < tau <= 1.0:
-        raise typer.BadParameter(f"must lie in (0, 1], got {tau}", param_hint="--tau")
-    if steps is not None and steps < 1:
-        raise typer.BadParameter(f"must be >= 1, got {steps}", param_hint="--steps")
-    if encode not in ("ode", "noise"):
-        raise typer.BadParameter(f"must be 'ode' or 'noise', got {encode!r}", param_hint="--encode")
+    pairs = check_arguments(inputs, tau, steps, encode)
 
     try:
         pipe = MedShiftPipeline.from_pretrained(model)
@@ -114,7 +104,7 @@ def translate(
         task = progress.add_task(f"translating to {target}", total=len(pairs))
         for path, relative in pairs:
             try:
-                if prepare and path.suffix.lower() not in (".dcm", ".dicom"):
+                if prepare and not is_dicom(path):
                     from xdigiskull.prepare import load_prepared
 
                     image = load_prepared(path, size=None, frames="first")[0]
@@ -132,7 +122,8 @@ def translate(
                     generator=torch.Generator(device="cpu").manual_seed(seed),
                     processing_resolution=processing_resolution,
                 ).images[0]
-                _save_atomically(result, out / relative)
+                with atomic_write(out / relative) as temporary:  # no half-written PNG is left
+                    result.save(temporary, format="PNG")
             except (ValueError, OSError) as error:  # report and carry on with the next file
                 failures.append(f"{path}: {error}")
                 console.print(f"[red]failed[/red] {path}: {error}")

@@ -31,6 +31,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from medshift import MedShiftPipeline  # noqa: E402
 from xdigiskull.cli import app as xdigiskull_app  # noqa: E402
+from xdigiskull.image_io import resize, to_unit_float  # noqa: E402
 from xdigiskull.phantom import generate_exports  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,14 +81,13 @@ def main() -> None:
     columns = ["input (synthetic_low)"] + [f"MedShift tau={tau}" for tau in TAUS] + ["ground truth (real_normal)"]
     fig, axes = plt.subplots(rows, len(columns), figsize=(3 * len(columns), 3 * rows), squeeze=False)
     for r in range(rows):
-        image = np.asarray(sources[r]["image"], dtype=np.float32)
-        image = image / (65535.0 if image.max() > 255 else 255.0)
+        image = to_unit_float(sources[r]["image"])  # 16-bit known from the PNG's mode
         panels = [image]
         for tau in TAUS:
             translated = pipe(image, target="real_normal", source="synthetic_low", tau=tau, generator=generator, output_type="np").images[0]
             panels.append(np.asarray(translated).squeeze())
         truth = cv2.imread(str(raw / "ground_truth" / f"{sources[r]['pair_id']}_real_normal.png"), cv2.IMREAD_UNCHANGED)
-        truth = cv2.resize(truth, image.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32) / 65535.0
+        truth = resize(to_unit_float(truth), image.shape)
         panels.append(truth)
         for c, panel in enumerate(panels):
             axes[r, c].imshow(panel, cmap="gray", vmin=0, vmax=1)

@@ -80,6 +80,9 @@ def publish(model_dir: Path, out: Path, notes: str) -> None:
     for name in ("model_index.json", "vae", "unet", "scheduler"):
         source = model_dir / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, temporary / name)
+    for component in ("vae", "unet"):  # diffusers records the folder a model was loaded from: a path of this machine
+        config_file = temporary / component / "config.json"
+        config_file.write_text(json.dumps({k: v for k, v in json.loads(config_file.read_text()).items() if k != "_name_or_path"}, indent=2) + "\n")
     shutil.copy2(model_dir / "train_log.csv", temporary / "train_log.csv")
     # the training config names work folders on the machine that trained: record them relative to the repo
     config = json.loads((model_dir / "training_config.json").read_text())

@@ -9,7 +9,6 @@ gives the same bytes.
 from __future__ import annotations
 
 import importlib.resources
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -21,6 +20,7 @@ import yaml
 
 from xdigiskull.classes import CLASS_NAMES, SPLITS, split_class_name
 from xdigiskull.writer import dataset_features
+from xdigiskull.image_io import atomic_write
 
 if TYPE_CHECKING:
     import datasets
@@ -152,9 +152,8 @@ def render_card(inputs: CardInputs, template: Path | None = None) -> str:
 
 def write_card(path: Path, inputs: CardInputs) -> None:
     """Render the card to `path` (written to a temporary name, then renamed)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(render_card(inputs), encoding="utf-8")
-    os.replace(temp, path)
+    with atomic_write(path) as temporary:
+        temporary.write_text(render_card(inputs), encoding="utf-8")
 
 
 def make_sample_grid(samples: dict[str, list[bytes | np.ndarray]], path: Path, columns: int = GRID_COLUMNS) -> None:
@@ -180,9 +179,8 @@ def make_sample_grid(samples: dict[str, list[bytes | np.ndarray]], path: Path, c
     ok, encoded = cv2.imencode(".png", grid)
     if not ok:
         raise RuntimeError(f"cannot encode the sample grid {path}")
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_bytes(encoded.tobytes())
-    os.replace(temp, path)
+    with atomic_write(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
 
 
 def _to_uint8(sample: bytes | np.ndarray) -> np.ndarray:

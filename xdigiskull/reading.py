@@ -32,8 +32,10 @@ from pydicom.tag import BaseTag, Tag
 
 from xdigiskull.png import PNG_SIGNATURE
 
-DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom", ".dic", ""})
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
+from xdigiskull.image_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom
+
+# files without a suffix are read as DICOM (exports from PACS often have none)
+READ_AS_DICOM: frozenset[str] = DICOM_SUFFIXES | {""}
 
 # percentiles of the robust window used when a DICOM carries neither a VOI LUT nor a window
 ROBUST_WINDOW_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -98,14 +100,12 @@ class SourceImage:
     skipped: dict[int, SourceError] = field(default_factory=dict)
 
 
-def is_dicom_path(path: Path) -> bool:
-    """Whether the builder treats `path` as DICOM (by suffix; files without a suffix count as DICOM)."""
-    return path.suffix.lower() in DICOM_SUFFIXES
+is_dicom_path = is_dicom  # the name the builder's processing imports
 
 
 def is_supported_path(path: Path) -> bool:
     """Whether `path` has a suffix the builder reads."""
-    return path.suffix.lower() in DICOM_SUFFIXES | IMAGE_SUFFIXES
+    return path.suffix.lower() in READ_AS_DICOM | IMAGE_SUFFIXES
 
 
 def select_frames(spec: str, num_frames: int) -> list[int]:
@@ -148,11 +148,11 @@ def read_source(path: str | Path, frames: str = "first") -> SourceImage:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in DICOM_SUFFIXES | IMAGE_SUFFIXES:
+    if suffix not in READ_AS_DICOM | IMAGE_SUFFIXES:
         raise SourceError("unsupported-file-type", f"unsupported file type {suffix!r}")
     data = read_file_bytes(path)
     digest = hashlib.sha256(data).hexdigest()  # SHA-256 is hardware-accelerated on current CPUs
-    if suffix in DICOM_SUFFIXES:
+    if suffix in READ_AS_DICOM:
         return _read_dicom_bytes(data, frames, digest)
     return _read_image_bytes(data, frames, digest)
 

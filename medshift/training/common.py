@@ -3,16 +3,60 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import inspect
 import json
-import os
 import re
 import shutil
 import time
+import typing
 from pathlib import Path
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
+import typer
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from diffusers.optimization import get_scheduler
 from PIL import Image
+
+from xdigiskull.image_io import atomic_write
+
+
+def option(help: str, **typer_kwargs: Any) -> dict[str, Any]:
+    """Metadata of a config dataclass field: its command-line help (and typer.Option settings such as `min`)."""
+    return {"help": help, **typer_kwargs}
+
+
+def config_command(name: str, config_cls: type, run: Callable[[Any], Any], doc: str) -> Callable[..., None]:
+    """A typer command with one option per field of the dataclass `config_cls`, so that the dataclass is the
+    one source of every default and help text and every field can be set from the command line.
+
+    The command builds `config_cls(**options)` and passes it to `run`; a ValueError from `run` becomes a usage
+    error. Fields typed `str | dict` (a name, a JSON file, or a dict from Python) are plain strings on the CLI.
+    """
+    hints = typing.get_type_hints(config_cls)
+    parameters = []
+    for spec in dataclasses.fields(config_cls):
+        kind = hints[spec.name]
+        if dict in typing.get_args(kind):
+            kind = str
+        default = inspect.Parameter.empty if spec.default is dataclasses.MISSING else spec.default
+        annotation = Annotated[kind, typer.Option(**spec.metadata)]
+        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+
+    def command(**options: Any) -> None:
+        try:
+            run(config_cls(**options))
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from error
+
+    command.__signature__ = inspect.Signature(parameters)  # what typer reads the options from
+    command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = doc
+    return command
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -55,9 +99,8 @@ def read_training_state(checkpoint: Path) -> dict:
 
 def write_training_state(checkpoint: Path, state: dict) -> None:
     """Write training_state.json atomically; it marks the checkpoint as complete."""
-    temporary = checkpoint / "training_state.json.tmp"
-    temporary.write_text(json.dumps(state, indent=2))
-    os.replace(temporary, checkpoint / "training_state.json")
+    with atomic_write(checkpoint / "training_state.json") as temporary:
+        temporary.write_text(json.dumps(state, indent=2))
 
 
 def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
@@ -143,3 +186,83 @@ def save_grid(rows: list[list[np.ndarray]], path: str | Path, gap: int = 4) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="L").save(path)
     return path
+
+
+# ------------------------------------------------------------------ shared by train and train-vae
+
+
+def start_accelerator(config: Any, gradient_accumulation_steps: int = 1) -> Accelerator:
+    """The Accelerator of a training run: mixed precision resolved, a seedable sampler (the shuffle order
+    depends only on (seed, epoch), so resume is exact), different noise on each process, output folder made."""
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+    )
+    set_seed(config.seed, device_specific=True)
+    if accelerator.is_main_process:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    return accelerator
+
+
+def resolve_mixed_precision(value: str) -> str:
+    """"auto" -> bf16 on a GPU that supports it, else fp16 on a GPU, else fp32 ("no")."""
+    if value != "auto":
+        if value not in ("no", "fp16", "bf16"):
+            raise ValueError(f"--mixed-precision must be auto, no, fp16 or bf16, got {value!r}")
+        return value
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def make_optimizer(parameters: Any, config: Any, accelerator: Accelerator) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW and the learning-rate schedule (`lr_schedule`, `warmup_steps`, `max_steps` of the config);
+    the scheduler steps once per process and optimiser step, hence the factors."""
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler(
+        config.lr_schedule,
+        optimizer=optimizer,
+        num_warmup_steps=config.warmup_steps * accelerator.num_processes,
+        num_training_steps=config.max_steps * accelerator.num_processes,
+    )
+    return optimizer, lr_scheduler
+
+
+def optimizer_step(accelerator: Accelerator, model: torch.nn.Module, loss: torch.Tensor, optimizer, lr_scheduler, max_grad_norm: float) -> None:
+    """Backward, clip (when gradients are synchronised and `max_grad_norm` > 0), step and zero the gradients."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def resume_training(accelerator: Accelerator, output_dir: Path, resume: str | None) -> int:
+    """Load the checkpoint `--resume` names (if any) into the prepared objects; returns the step it was saved at."""
+    resume_from = resolve_resume(output_dir, resume)
+    if resume_from is None:
+        return 0
+    accelerator.load_state(str(resume_from))
+    global_step = int(read_training_state(resume_from)["step"])
+    accelerator.print(f"resumed from {resume_from} at step {global_step}")
+    return global_step
+
+
+def infinite_batches(dataloader, accelerator: Accelerator, start_step: int):
+    """Yield batches forever, epoch after epoch; on resume, skip the batches already seen so the
+    data order matches an uninterrupted run."""
+    try:
+        per_epoch = len(dataloader)
+    except TypeError:  # streamed: no length, no epochs
+        per_epoch = None
+    epoch = start_step // per_epoch if per_epoch else 0
+    skip = start_step % per_epoch if per_epoch else 0
+    while True:
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        yield from loader
+        skip = 0
+        epoch += 1

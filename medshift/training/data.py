@@ -2,22 +2,21 @@
 
 Images are stored as 8-bit (mode L) or 16-bit (mode I;16) grey PNGs. Training sees them as
 float32 tensors of shape (1, H, W) scaled to [-1, 1] (the range diffusers' VAEs expect),
-downscaled with cv2.INTER_AREA to `resolution` x `resolution` and optionally randomly cropped.
+downscaled with cv2.INTER_AREA to `resolution` x `resolution` and optionally randomly cropped. The conversion
+and resizing are `xdigiskull.image_io`'s, shared with the pipeline and the evaluation.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import cv2
 import datasets
 import numpy as np
 import torch
-from PIL import Image
 
 from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.image_io import resize_square, to_unit_float
 
 NULL_LABEL = len(CLASS_NAMES)  # the unconditional class used for classifier-free guidance
 
@@ -73,35 +72,6 @@ def has_split(dataset: str, split: str) -> bool:
     return True
 
 
-def image_to_array(image: Any) -> np.ndarray:
-    """Convert a dataset image (PIL image, or the undecoded {"bytes", "path"} dict) to float32 [0, 1], HxW."""
-    if isinstance(image, dict):
-        image = Image.open(io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"])
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"expected a PIL image, got {type(image).__name__}")
-    if image.mode in ("I;16", "I;16L", "I;16B", "I"):
-        # 16-bit grey PNG (PIL may open it as mode I): full uint16 range maps to [0, 1]
-        array = np.asarray(image, dtype=np.float32) / 65535.0
-    elif image.mode == "F":
-        array = np.asarray(image, dtype=np.float32)
-    else:
-        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    return np.clip(array, 0.0, 1.0)
-
-
-def resize_square(array: np.ndarray, resolution: int) -> np.ndarray:
-    """Centre-crop to a square (X-DigiSkull images already are) and resize to `resolution`²."""
-    height, width = array.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    array = array[top : top + side, left : left + side]
-    if side == resolution:
-        return np.ascontiguousarray(array)
-    # INTER_AREA averages pixels when shrinking (as the builder does); it is not meant for enlarging
-    interpolation = cv2.INTER_AREA if side > resolution else cv2.INTER_CUBIC
-    return cv2.resize(array, (resolution, resolution), interpolation=interpolation)
-
-
 def to_model_range(array: np.ndarray) -> torch.Tensor:
     """[0, 1] HxW array -> (1, H, W) float32 tensor in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).mul(2.0).sub(1.0).unsqueeze(0)
@@ -122,7 +92,7 @@ def prepare_example(example: dict, resolution: int) -> dict[str, torch.Tensor]:
     label = int(example["label"])
     if not 0 <= label < len(CLASS_NAMES):
         raise ValueError(f"label {label} outside the X-DigiSkull classes 0..{len(CLASS_NAMES) - 1}")
-    array = resize_square(image_to_array(example["image"]), resolution)
+    array = resize_square(to_unit_float(example["image"]), resolution)
     return {"pixel_values": to_model_range(array), "label": torch.tensor(label, dtype=torch.long)}
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medshift.training.data import prepare_example
+from xdigiskull.image_io import atomic_write
 
 
 def load_vae(vae: str, device: torch.device | str = "cpu") -> AutoencoderKL:
@@ -74,14 +73,6 @@ def encode_grey(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     return (dist.mode() - shift) * scale
 
 
-@torch.no_grad()
-def decode_grey(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
-    """Inverse of `encode_grey`: scaled latents -> grey pixels in [-1, 1] (not clipped)."""
-    scale, shift = latent_scale_shift(vae)
-    decoded = vae.decode(latents.to(device=vae.device, dtype=vae.dtype) / scale + shift).sample
-    return vae_output(vae, decoded)
-
-
 def vae_fingerprint(vae: AutoencoderKL) -> str:
     """Short hash of a VAE's config and weights: a cache built with other weights is never reused."""
     digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
@@ -101,16 +92,8 @@ class LatentCache:
 
     def save(self, path: str | Path, metadata: dict[str, str]) -> None:
         """Write atomically (temporary file, then rename) as safetensors."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file({"latents": self.latents.contiguous(), "labels": self.labels}, temporary, metadata=metadata)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with atomic_write(path) as temporary:
+            save_file({"latents": self.latents.contiguous(), "labels": self.labels}, str(temporary), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatentCache":

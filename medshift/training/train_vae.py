@@ -20,22 +20,22 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-import typer
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import AutoencoderKL
-from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from medshift.training.common import (
     LossLog,
+    config_command,
+    infinite_batches,
+    make_optimizer,
+    optimizer_step,
+    resume_training,
+    start_accelerator,
+    option,
     TimeBudget,
-    read_training_state,
-    resolve_resume,
     save_checkpoint,
     save_grid,
 )
@@ -48,44 +48,43 @@ from medshift.training.data import (
     prepare_example,
 )
 from medshift.training.latents import vae_input, vae_output
-from medshift.training.train import infinite_batches, resolve_mixed_precision
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
 
 @dataclass
 class VaeTrainConfig:
-    """Everything `run_vae_training` needs; the CLI options map onto these one to one."""
+    """Everything `run_vae_training` needs, with its defaults; `medshift train-vae` has one option per field."""
 
-    dataset: str
-    output_dir: str
-    resolution: int = 256
-    crop_size: int = 128
-    vae_config: str | dict = "demo"
-    train_split: str = "train"
-    validation_split: str = "validation"
-    batch_size: int = 8
-    max_steps: int = 2000
-    max_minutes: float | None = None  # wall-clock budget; training stops (and saves) when it runs out
-    learning_rate: float = 4e-4
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
-    kl_weight: float = 1e-6
-    edge_weight: float = 0.5
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    flip: bool = True
-    streaming: bool = False
-    num_workers: int = 0
-    checkpoint_every: int = 500
-    checkpoints_total_limit: int = 2
-    resume: str | None = None
-    num_sample_images: int = 4
-    scaling_images: int = 64
-    log_every: int = 10
-    seed: int = 0
-    show_progress: bool = True
+    dataset: str = field(metadata=option("Built X-DigiSkull: local folder or Hugging Face Hub dataset id."))
+    output_dir: str = field(metadata=option("Where the trained AutoencoderKL (and checkpoints/) is written."))
+    resolution: int = field(default=256, metadata=option("Images are downscaled (INTER_AREA) to this side before cropping."))
+    crop_size: int = field(default=128, metadata=option("Side of the random training crops (multiple of 8)."))
+    vae_config: str | dict = field(default="demo", metadata=option("'demo' or a JSON file of AutoencoderKL arguments."))
+    train_split: str = field(default="train", metadata=option("Split to train on."))
+    validation_split: str = field(default="validation", metadata=option("Split the reconstruction grid takes its inputs from."))
+    batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
+    max_steps: int = field(default=2000, metadata=option("Optimiser steps in total.", min=1))
+    max_minutes: float | None = field(default=None, metadata=option("Stop after this many minutes of training (then save as at the end); none: no limit."))
+    learning_rate: float = field(default=4e-4, metadata=option("AdamW peak learning rate."))
+    warmup_steps: int = field(default=50, metadata=option("Linear learning-rate warmup steps.", min=0))
+    lr_schedule: str = field(default="cosine", metadata=option("diffusers schedule name: cosine, constant_with_warmup, linear, ..."))
+    weight_decay: float = field(default=0.0, metadata=option("AdamW weight decay."))
+    kl_weight: float = field(default=1e-6, metadata=option("Weight of the KL term (KL summed over the latent, per image pixel)."))
+    edge_weight: float = field(default=0.5, metadata=option("Weight of the L1 loss on image gradients (0 disables)."))
+    max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
+    mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
+    flip: bool = field(default=True, metadata=option("Random left-right flips."))
+    streaming: bool = field(default=False, metadata=option("Stream the dataset instead of downloading it whole."))
+    num_workers: int = field(default=0, metadata=option("DataLoader workers.", min=0))
+    checkpoint_every: int = field(default=500, metadata=option("Save the training state every N steps (0: only at the end).", min=0))
+    checkpoints_total_limit: int = field(default=2, metadata=option("Keep only the newest N checkpoints (0 keeps all)."))
+    resume: str | None = field(default=None, metadata=option("'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder."))
+    num_sample_images: int = field(default=4, metadata=option("Validation images in the reconstruction grid (0: none).", min=0))
+    scaling_images: int = field(default=64, metadata=option("Training images whose latents set the scaling factor (1 / their std).", min=1))
+    log_every: int = field(default=10, metadata=option("Write the losses to OUTPUT_DIR/train_vae_log.csv every N steps.", min=1))
+    seed: int = field(default=0, metadata=option("Random seed."))
+    show_progress: bool = field(default=True, metadata=option("Show progress bars."))
 
 
 @dataclass
@@ -163,6 +162,18 @@ def save_reconstructions(vae: AutoencoderKL, examples: list[dict], resolution: i
     return save_grid([[to_unit(x) for x in pixels], [to_unit(x) for x in recon]], path)
 
 
+def vae_dataloader(config: VaeTrainConfig) -> torch.utils.data.DataLoader:
+    """Random crops (and flips) of the downscaled training images, streamed or shuffled."""
+    data = load_split(config.dataset, config.train_split, streaming=config.streaming)
+    if config.streaming:
+        images = StreamingXDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip, seed=config.seed)
+        return torch.utils.data.DataLoader(images, batch_size=config.batch_size, num_workers=config.num_workers)
+    images = XDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip)
+    return torch.utils.data.DataLoader(
+        images, batch_size=config.batch_size, shuffle=True, drop_last=len(images) >= config.batch_size, num_workers=config.num_workers
+    )
+
+
 def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     """Train the VAE as configured and save it to `config.output_dir` (diffusers format, safetensors)."""
     if config.max_steps < 1:
@@ -170,46 +181,19 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     if config.crop_size > config.resolution:
         raise ValueError(f"crop_size ({config.crop_size}) must not exceed resolution ({config.resolution})")
     output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-    set_seed(config.seed, device_specific=True)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-
+    accelerator = start_accelerator(config)
     vae = AutoencoderKL(**vae_config_for(config.vae_config))
     factor = downsampling_factor(vae)
     if config.crop_size % factor or config.resolution % factor:
         raise ValueError(f"resolution and crop_size must be multiples of the VAE's downsampling factor {factor}")
     vae.train()
 
-    data = load_split(config.dataset, config.train_split, streaming=config.streaming)
-    if config.streaming:
-        images = StreamingXDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip, seed=config.seed)
-        dataloader = torch.utils.data.DataLoader(images, batch_size=config.batch_size, num_workers=config.num_workers)
-    else:
-        images = XDigiSkullImages(data, config.resolution, crop_size=config.crop_size, flip=config.flip)
-        dataloader = torch.utils.data.DataLoader(
-            images, batch_size=config.batch_size, shuffle=True, drop_last=len(images) >= config.batch_size, num_workers=config.num_workers
-        )
+    dataloader = vae_dataloader(config)
     model = VaeWithLoss(vae, config.kl_weight, config.edge_weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(
-        config.lr_schedule,
-        optimizer=optimizer,
-        num_warmup_steps=config.warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_steps * accelerator.num_processes,
-    )
+    optimizer, lr_scheduler = make_optimizer(model.parameters(), config, accelerator)
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
-
-    global_step = 0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        global_step = int(read_training_state(resume_from)["step"])
-        accelerator.print(f"resumed from {resume_from} at step {global_step}")
-    log = LossLog(output_dir / "train_vae_log.csv", LOG_FIELDS, resume_step=global_step if resume_from else None) if accelerator.is_main_process else None
+    global_step = resume_training(accelerator, output_dir, config.resume)
+    log = LossLog(output_dir / "train_vae_log.csv", LOG_FIELDS, resume_step=global_step or None) if accelerator.is_main_process else None
 
     progress = tqdm(total=config.max_steps, initial=global_step, desc="train-vae", disable=not (config.show_progress and accelerator.is_local_main_process))
     losses: list[float] = []
@@ -217,15 +201,8 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     started = time.perf_counter()
     budget = TimeBudget(config.max_minutes, accelerator)
     while global_step < config.max_steps:
-        pixels = next(batches)["pixel_values"]
-        terms = model(pixels)
-        accelerator.backward(terms["loss"])
-        if config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
+        terms = model(next(batches)["pixel_values"])
+        optimizer_step(accelerator, model, terms["loss"], optimizer, lr_scheduler, config.max_grad_norm)
         global_step += 1
         values = {key: accelerator.gather(value.detach()).mean().item() for key, value in terms.items()}
         losses.append(values["loss"])
@@ -242,76 +219,24 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     accelerator.wait_for_everyone()
     vae = accelerator.unwrap_model(model).vae.eval()
     if accelerator.is_main_process:
-        # unit-variance latents for flow matching: scaling_factor = 1 / std
-        std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
-        vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
-        vae.save_pretrained(str(output_dir), safe_serialization=True)
-        (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
-        if config.num_sample_images > 0:
-            split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
-            examples = pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images, labels=tuple(range(5)))
-            save_reconstructions(vae, examples, config.resolution, output_dir / "samples" / "reconstructions.png")
+        save_vae(vae, config)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return VaeTrainResult(vae=vae, global_step=global_step, losses=losses)
 
 
-def train_vae(
-    dataset: Annotated[str, typer.Option(help="Built X-DigiSkull: local folder or Hugging Face Hub dataset id.")],
-    output_dir: Annotated[Path, typer.Option(help="Where the trained AutoencoderKL (and checkpoints/) is written.")],
-    resolution: Annotated[int, typer.Option(help="Images are downscaled (INTER_AREA) to this side before cropping.")] = 256,
-    crop_size: Annotated[int, typer.Option(help="Side of the random training crops (multiple of 8).")] = 128,
-    vae_config: Annotated[str, typer.Option(help="'demo' or a JSON file of AutoencoderKL arguments.")] = "demo",
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    validation_split: Annotated[str, typer.Option(help="Split the reconstruction grid takes its inputs from.")] = "validation",
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size per process.")] = 8,
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in total.")] = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training (then save as at the end); none: no limit.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 4e-4,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear learning-rate warmup steps.")] = 50,
-    lr_schedule: Annotated[str, typer.Option(help="diffusers schedule name: cosine, constant_with_warmup, linear, ...")] = "cosine",
-    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (KL summed over the latent, per image pixel).")] = 1e-6,
-    edge_weight: Annotated[float, typer.Option(help="Weight of the L1 loss on image gradients (0 disables).")] = 0.5,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0 disables).")] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16.")] = "auto",
-    flip: Annotated[bool, typer.Option(help="Random left-right flips.")] = True,
-    streaming: Annotated[bool, typer.Option(help="Stream the dataset instead of downloading it whole.")] = False,
-    num_workers: Annotated[int, typer.Option(min=0, help="DataLoader workers.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save the training state every N steps (0: only at the end).")] = 500,
-    checkpoints_total_limit: Annotated[int, typer.Option(help="Keep only the newest N checkpoints (0 keeps all).")] = 2,
-    resume: Annotated[str | None, typer.Option(help="'latest' (newest checkpoint in OUTPUT_DIR) or a checkpoint folder.")] = None,
-    log_every: Annotated[int, typer.Option(min=1, help="Write the losses to OUTPUT_DIR/train_vae_log.csv every N steps.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`)."""
-    config = VaeTrainConfig(
-        dataset=dataset,
-        output_dir=str(output_dir),
-        resolution=resolution,
-        crop_size=crop_size,
-        vae_config=vae_config,
-        train_split=train_split,
-        validation_split=validation_split,
-        batch_size=batch_size,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_steps,
-        lr_schedule=lr_schedule,
-        kl_weight=kl_weight,
-        edge_weight=edge_weight,
-        max_grad_norm=max_grad_norm,
-        mixed_precision=mixed_precision,
-        flip=flip,
-        streaming=streaming,
-        num_workers=num_workers,
-        checkpoint_every=checkpoint_every,
-        checkpoints_total_limit=checkpoints_total_limit,
-        resume=resume,
-        log_every=log_every,
-        seed=seed,
-    )
-    try:
-        run_vae_training(config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+def save_vae(vae: AutoencoderKL, config: VaeTrainConfig) -> None:
+    """Set the scaling factor for unit-variance latents (1 / std, as flow matching wants), save the VAE, its
+    training config and a reconstruction grid."""
+    output_dir = Path(config.output_dir)
+    std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
+    vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+    vae.save_pretrained(str(output_dir), safe_serialization=True)
+    (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    if config.num_sample_images > 0:
+        split = config.validation_split if has_split(config.dataset, config.validation_split) else config.train_split
+        examples = pick_examples(load_split(config.dataset, split, streaming=True), config.num_sample_images, labels=tuple(range(5)))
+        save_reconstructions(vae, examples, config.resolution, output_dir / "samples" / "reconstructions.png")
+
+
+train_vae = config_command("train_vae", VaeTrainConfig, run_vae_training, "Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`).")

@@ -17,6 +17,7 @@ import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
+from synthetic import skull_like
 from typer.testing import CliRunner
 
 from xdigiskull.build import BuildError, BuildOptions, build_dataset
@@ -66,9 +67,9 @@ def _report_path(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "out.report.json").read_text())
 
 
-def test_failure_4_no_blank_image_is_written(tmp_path, write_dicom, skull):
+def test_failure_4_no_blank_image_is_written(tmp_path, write_dicom):
     raw = tmp_path / "raw"
-    anatomy = skull(256, 256, seed=4)
+    anatomy = skull_like(256, 256, seed=4)
     # a sigmoid window this wide shows every pixel at 0.5 +- 0.002: one grey level over the whole frame
     write_dicom(
         raw / "real" / "low" / "sigmoid.dcm", anatomy, shutter=(0, 0, 256, 256), WindowCenter=2048, WindowWidth=1_000_000,
@@ -98,13 +99,13 @@ def _png_bomb(path: Path, side: int = 8192) -> None:
 
 
 @pytest.fixture
-def hostile_export(raw_export, tmp_path, write_dicom, skull) -> Path:
+def hostile_export(raw_export, tmp_path, write_dicom) -> Path:
     raw = tmp_path / "raw"
     shutil.copytree(raw_export, raw)
     low = raw / "azurion" / "low"
     (low / "zero.dcm").write_bytes(b"")
     (low / "folder.dcm").mkdir()  # a folder named like a file: walked as a folder, its files built
-    write_dicom(low / "folder.dcm" / "inside.dcm", skull(256, 256, seed=7), WindowCenter=2048, WindowWidth=4096)
+    write_dicom(low / "folder.dcm" / "inside.dcm", skull_like(256, 256, seed=7), WindowCenter=2048, WindowWidth=4096)
     os.symlink(low / "loop.dcm", low / "loop.dcm")
     os.symlink(low / "nowhere.dcm", low / "dangling.dcm")
     os.mkfifo(low / "pipe.dcm")
@@ -157,10 +158,10 @@ def test_cli_summary_gives_counts_per_reason_and_inspect_repeats_them(with_bad_n
     assert "invalid-attribute" in result.output and "1 file(s) or frame(s) skipped" in result.output
 
 
-def test_a_cine_run_over_the_decoded_pixel_limit_is_built_one_frame_at_a_time(tmp_path, write_dicom, skull, monkeypatch):
+def test_a_cine_run_over_the_decoded_pixel_limit_is_built_one_frame_at_a_time(tmp_path, write_dicom, monkeypatch):
     import xdigiskull.reading
 
-    frames = np.stack([skull(256, 256, seed=i) for i in range(6)])
+    frames = np.stack([skull_like(256, 256, seed=i) for i in range(6)])
     frames[2] = 0.3  # one blank frame among them
     write_dicom(tmp_path / "raw" / "real" / "low" / "cine.dcm", frames, WindowCenter=2048, WindowWidth=4096)
     # the real limit is 64 frames of 1024 x 1024; here it is 3 frames of 256 x 256, so the test stays small

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from synthetic import skull_like
 from xdigiskull.build import BuildError, file_entry, grid_pairs, list_and_label, list_raw_files, split_files, write_outcomes
 from xdigiskull.labels import LabelInfo, make_labeler
 from xdigiskull.processing import BuildOptions, FileOutcome, FileTask, FrameOutcome, LabelledFile, process_file
@@ -83,8 +84,8 @@ def test_write_outcomes_records_skips_and_stops_under_strict(tmp_path):
     assert entries[task.relative]["frames"][0]["reason"] == "field-too-small"
 
 
-def test_a_file_whose_frames_partly_fail_is_partial(tmp_path, write_dicom, skull):
-    frames = np.stack([skull(256, 256, seed=1), np.full((256, 256), 0.3, np.float32), skull(256, 256, seed=2)])
+def test_a_file_whose_frames_partly_fail_is_partial(tmp_path, write_dicom):
+    frames = np.stack([skull_like(256, 256, seed=1), np.full((256, 256), 0.3, np.float32), skull_like(256, 256, seed=2)])
     path = write_dicom(tmp_path / "real" / "low" / "cine.dcm", frames, WindowCenter=2048, WindowWidth=4096)
     task = FileTask("real/low/cine.dcm", str(path), "train", LabelInfo("real_low"))
     outcome = process_file(task, BuildOptions(size=SIZE, frames="all"))

@@ -9,7 +9,6 @@ lists them. UIDs and dates are derived from the seed, so the same seed writes th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pydicom.uid import (
 )
 
 import xdigiskull
+from xdigiskull.image_io import atomic_write
 
 # transfer syntaxes the phantom writes; most files stay uncompressed, as most archives hand them over
 TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, JPEG2000Lossless)
@@ -110,11 +110,21 @@ def _ds(value: float) -> str:
     return f"{value:.6g}"
 
 
-def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) -> Dataset:
-    """The XA dataset (not yet written) for `frames` (F, rows, cols) of uint16 12-bit pixels."""
+def make_xa_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) -> Dataset:
+    """The XA dataset (not yet written) for `frames` (F, rows, cols) of uint16 12-bit pixels.
+
+    pydicom writes elements in tag order, so the modules below may be filled in any order."""
     if frames.ndim != 3 or frames.dtype != np.uint16:
         raise ValueError(f"frames must be a (frames, rows, cols) uint16 array, got {frames.shape} {frames.dtype}")
-    count, rows, cols = frames.shape
+    ds = _identity_modules(header)
+    _add_technique(ds, header, rows=frames.shape[1], cols=frames.shape[2])
+    _add_cine_and_shutter(ds, header, count=frames.shape[0])
+    _add_pixels(ds, frames, transfer_syntax)
+    return ds
+
+
+def _identity_modules(header: XAHeader) -> Dataset:
+    """File meta, patient (planted identifiers), study, series, equipment and instance attributes."""
     entropy = ["xdigiskull-phantom", str(header.seed), header.series_key]
     study_uid = generate_uid(_UID_ROOT, ["xdigiskull-phantom-study", str(header.seed)])
     sop_uid = generate_uid(_UID_ROOT, entropy + ["sop"])
@@ -156,8 +166,11 @@ def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) ->
     ds.PatientOrientation = ["L", "F"] if abs(header.primary_angle) < 45 else ["P", "F"]
     ds.BurnedInAnnotation = "NO"
     ds.DerivationDescription = "Simulated by the xdigiskull phantom (not a patient image)"
+    return ds
 
-    # technique and geometry
+
+def _add_technique(ds: Dataset, header: XAHeader, rows: int, cols: int) -> None:
+    """Exposure technique and acquisition geometry."""
     ds.KVP = _ds(header.kvp)
     ds.XRayTubeCurrent = int(header.tube_current_ma)
     ds.ExposureTime = int(header.exposure_time_ms)
@@ -179,7 +192,9 @@ def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) ->
     ds.FieldOfViewShape = "RECTANGLE"
     ds.FieldOfViewDimensions = [int(round(rows * header.pixel_spacing_mm)), int(round(cols * header.pixel_spacing_mm))]
 
-    # cine
+
+def _add_cine_and_shutter(ds: Dataset, header: XAHeader, count: int) -> None:
+    """Cine timing of the `count` frames, and the display shutter (the exposed field; outside are dark bands)."""
     ds.NumberOfFrames = count
     ds.FrameTime = _ds(header.frame_time_ms)
     ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
@@ -187,8 +202,6 @@ def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) ->
     ds.RecommendedDisplayFrameRate = ds.CineRate
     ds.StartTrim = 1
     ds.StopTrim = count
-
-    # display shutter: the exposed field; pixels outside it are dark bands
     left, right, upper, lower = header.shutter
     ds.ShutterShape = "RECTANGULAR"
     ds.ShutterLeftVerticalEdge = left
@@ -197,7 +210,10 @@ def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) ->
     ds.ShutterLowerHorizontalEdge = lower
     ds.ShutterPresentationValue = 0
 
-    # pixels: 12 bits stored in 16, standard display (MONOCHROME2), a window covering the whole range
+
+def _add_pixels(ds: Dataset, frames: np.ndarray, transfer_syntax: UID) -> None:
+    """Image pixel module: 12 bits stored in 16, standard display (MONOCHROME2), a window covering the whole range."""
+    count, rows, cols = frames.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
@@ -219,7 +235,6 @@ def build_dataset(frames: np.ndarray, header: XAHeader, transfer_syntax: UID) ->
     else:
         # pydicom expects a single frame as a 2D array
         ds.compress(transfer_syntax, frames[0] if count == 1 else frames, generate_instance_uid=False)
-    return ds
 
 
 def write_xa(path: Path, frames: np.ndarray, header: XAHeader, transfer_syntax: UID = ExplicitVRLittleEndian) -> Path:
@@ -236,9 +251,8 @@ def write_xa(path: Path, frames: np.ndarray, header: XAHeader, transfer_syntax: 
     """
     if transfer_syntax not in TRANSFER_SYNTAXES:
         raise ValueError(f"unsupported transfer syntax {transfer_syntax!r} for {path}")
-    ds = build_dataset(frames, header, transfer_syntax)
+    ds = make_xa_dataset(frames, header, transfer_syntax)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
     return path

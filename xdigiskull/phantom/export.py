@@ -41,6 +41,7 @@ from xdigiskull.phantom.geometry import (
     pose_views,
 )
 from xdigiskull.phantom.projector import project, tube_chord_mm
+from xdigiskull.image_io import atomic_write
 
 # hidden folder inside OUT where a run is rendered before its files are moved into place
 STAGING_FOLDER = ".phantom-partial"
@@ -89,12 +90,6 @@ def export_layout(detector: int) -> ExportLayout:
     return ExportLayout(detector=detector, field=field, coarse=coarse, margins=(top, bottom, side, side + 4))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # fast zlib level, and the "up" filter where OpenCV has the option (>= 4.11): on these smooth images it is as small
 # as the adaptive filters and a third faster
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -109,7 +104,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", image, _PNG_PARAMS)
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    _atomic_write_bytes(path, encoded.tobytes())
+    with atomic_write(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
 
 
 def _to_16bit(display: np.ndarray) -> np.ndarray:
@@ -292,16 +288,7 @@ def generate_exports(
     Returns:
         The output folder, as a Path.
     """
-    if views < 1:
-        raise ValueError(f"views must be at least 1, got {views}")
-    if detector < 128:
-        raise ValueError(f"detector must be at least 128 pixels, got {detector}")
-    if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if jitter_deg < 0 or jitter_deg > 10:
-        raise ValueError(f"jitter_deg must be between 0 and 10, got {jitter_deg}")
+    _check_options(views=views, detector=detector, frames=frames, workers=workers, jitter_deg=jitter_deg)
     out = Path(out_dir)
     previous = _previous_run_files(out)  # checked first: refuse a folder of someone else's files before rendering
     # render into a hidden staging folder and move the files into place at the end: an interrupted run leaves
@@ -328,22 +315,40 @@ def generate_exports(
         results = pool.map(render, range(views)) if pool is not None else map(render, range(views))
         for pose_rows in tqdm(results, total=views, desc="phantom poses", unit="pose", disable=not progress):
             rows.extend(pose_rows)
+    _publish(rows, staging, out, previous)
+    return out
 
+
+def _check_options(views: int, detector: int, frames: int, workers: int, jitter_deg: float) -> None:
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    if detector < 128:
+        raise ValueError(f"detector must be at least 128 pixels, got {detector}")
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if jitter_deg < 0 or jitter_deg > 10:
+        raise ValueError(f"jitter_deg must be between 0 and 10, got {jitter_deg}")
+
+
+def _publish(rows: list[dict[str, object]], staging: Path, out: Path, previous: list[Path]) -> None:
+    """Write the manifest, replace the earlier run's files by the staged ones, and the manifest last (it marks
+    a complete run)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write_bytes(staging / "manifest.csv", buffer.getvalue().encode("utf-8"))
-
+    with atomic_write(staging / "manifest.csv") as temporary:
+        temporary.write_bytes(buffer.getvalue().encode("utf-8"))
     for path in previous:
         path.unlink(missing_ok=True)
     for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "manifest.csv"):
         target = out / path.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-    os.replace(staging / "manifest.csv", out / "manifest.csv")  # last: the manifest marks a complete run
+    os.replace(staging / "manifest.csv", out / "manifest.csv")
     shutil.rmtree(staging)
-    return out
 
 
 def _previous_run_files(out: Path) -> list[Path]:

@@ -5,51 +5,29 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import pydicom
 import pytest
 import torch
 from diffusers import ImagePipelineOutput
 from huggingface_hub import HfApi, ModelCard
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from synthetic import skull_like, write_dicom
 
 from medshift import MedShiftPipeline
 from medshift.model_card import make_model_card
+from medshift.scheduling_flow_match import FlowMatchODEScheduler
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.prepare import load_prepared
 
 TINY_RESOLUTION = 64  # the resolution of the tiny pipelines built in conftest.py
 
 
-def skull_like(height: int = 64, width: int = 64, seed: int = 0) -> np.ndarray:
-    """A smooth bright disc with texture: float32 in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    disc = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 3) ** 2).astype(np.float32)
-    return np.clip(0.2 + 0.5 * disc + 0.05 * rng.standard_normal((height, width)), 0, 1).astype(np.float32)
-
-
-def write_dicom(path: Path, height: int = 96, width: int = 80) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "XA"
-    ds.Rows, ds.Columns = height, width
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (skull_like(height, width) * 4095).astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+def write_skull_dicom(path: Path, height: int = 96, width: int = 80) -> Path:
+    return write_dicom(path, skull_like(height, width))
 
 
 # ---------------------------------------------------------------- the method
 
 
-def test_ode_inversion_then_regeneration_returns_the_latent(tiny_pipeline):
+def test_ode_inversion_then_regeneration_returns_the_latent(tiny_pipeline, integrate):
     """Backwards to tau and forwards again with the same label and many steps: the flow is invertible."""
     pipe = tiny_pipeline
     pixels = torch.from_numpy(skull_like())[None, None]
@@ -57,11 +35,12 @@ def test_ode_inversion_then_regeneration_returns_the_latent(tiny_pipeline):
     labels = torch.tensor([CLASS_NAMES.index("synthetic_high")])
 
     def field(x, t):
-        return pipe.velocity(x, t, labels, guidance_scale=2.0)
+        return pipe.velocity(x, torch.tensor(t * 1000.0), labels, guidance_scale=2.0)
 
+    scheduler = FlowMatchODEScheduler.from_config(pipe.scheduler.config, solver="rk4")
     with torch.no_grad():
-        z_tau = pipe.scheduler.integrate(field, x1, 1.0, 0.3, 16, solver="rk4")
-        back = pipe.scheduler.integrate(field, z_tau, 0.3, 1.0, 16, solver="rk4")
+        z_tau = integrate(scheduler, field, x1, 1.0, 0.3, 23)  # 16 steps over [0.3, 1]
+        back = integrate(scheduler, field, z_tau, 0.3, 1.0, 23)
     assert (z_tau - x1).abs().max() > 0.1  # the inversion did move the latent
     assert torch.allclose(back, x1, atol=1e-3 * x1.abs().max().item())
 
@@ -167,11 +146,11 @@ def test_per_image_targets(tiny_pipeline):
 
 
 def test_dicom_path_goes_through_the_builder_reader(tiny_pipeline, tmp_path):
-    path = write_dicom(tmp_path / "frame.dcm")
+    path = write_skull_dicom(tmp_path / "frame.dcm")
     prepared = load_prepared(path, size=None)[0]
     out = tiny_pipeline(str(path), target="real_normal").images[0]
     assert out.mode == "I;16" and out.size[::-1] == prepared.shape
-    no_suffix = write_dicom(tmp_path / "IM0001")
+    no_suffix = write_skull_dicom(tmp_path / "IM0001")
     assert tiny_pipeline(no_suffix, target="real_normal").images[0].size[::-1] == prepared.shape
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medshift.training.data import XDigiSkullImages, image_to_array, load_split, random_crop, resize_square
+from medshift.training.data import XDigiSkullImages, load_split, random_crop
+from xdigiskull.image_io import resize_square, to_unit_float
 
 
 def test_load_split_reads_images_and_labels(tiny_dataset):
@@ -34,8 +35,8 @@ def test_16_bit_and_8_bit_images_read_alike():
     from PIL import Image
 
     ramp = np.linspace(0, 1, 64 * 64, dtype=np.float64).reshape(64, 64)
-    eight = image_to_array(Image.fromarray(np.round(ramp * 255).astype(np.uint8), mode="L"))
-    sixteen = image_to_array(Image.fromarray(np.round(ramp * 65535).astype(np.uint16)))
+    eight = to_unit_float(Image.fromarray(np.round(ramp * 255).astype(np.uint8), mode="L"))
+    sixteen = to_unit_float(Image.fromarray(np.round(ramp * 65535).astype(np.uint16)))
     assert eight.dtype == sixteen.dtype == np.float32
     assert np.abs(eight - sixteen).max() <= 0.5 / 255 + 1e-6
     assert sixteen.min() == 0.0 and sixteen.max() == 1.0
