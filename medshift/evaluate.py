@@ -122,7 +122,7 @@ def load_evaluation_data(
             pair_row[pair] = row
     wanted_pairs = {pair_ids[row] for row in source_rows} & set(pair_row)
     if image_size is None:
-        image_size = max(pil_to_unit_float(ds[source_rows[0]]["image"]).shape)
+        image_size = max(to_unit_float(ds[source_rows[0]]["image"]).shape)
 
     def images_of(rows: list[int]) -> list[np.ndarray]:
         return [resize_square(to_unit_float(row["image"]), image_size) for row in ds.select(rows)] if rows else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import datasets
 import numpy as np
 from PIL import Image
@@ -176,3 +177,13 @@ def write_dataset(root: Path, train: int, validation: int, bits: int = 8) -> Pat
     make_split(train, seed=0, bits=bits).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
     make_split(validation, seed=1, bits=bits).to_parquet(str(root / "data" / "validation-00000-of-00001.parquet"))
     return root
+
+
+def full_field_xa(side: int = 1024, seed: int = 0) -> np.ndarray:
+    """Smooth anatomy-like 12-bit content that fills the frame, darker towards the edges, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    low = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    r2 = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) / (side / 2.3) ** 2
+    image = 300 + 2500 * np.exp(-r2) + 150 * low + 60 * rng.standard_normal((side, side)).astype(np.float32)
+    return np.clip(image, 0, 4095).astype(np.uint16)

@@ -348,7 +348,7 @@ def file_entry(task: FileTask, outcome: FileOutcome) -> dict:
     else:
         entry["frames_in_file"] = outcome.num_frames
         entry["frames"] = [
-            {"frame": f.frame, "status": "written", "id": f.row.source_id}
+            {"frame": f.frame, "status": "written", "id": f.row.source_id, "field": f.field_source}
             if f.row is not None
             else skipped_frame(f.frame, f.reason, f.message)
             for f in outcome.frames

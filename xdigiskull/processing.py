@@ -81,6 +81,7 @@ class FrameOutcome:
     reason: str = ""
     message: str = ""
     row: DatasetRow | None = None
+    field_source: str = ""  # a written frame's Field.source: shutter-tags, detected or full-frame
 
 
 @dataclass
@@ -207,7 +208,7 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
         pixel_spacing_mm=None if spacing is None else spacing * prepared.crop.side / image.shape[0],
         **technical,
     )
-    return FrameOutcome(index, "written", row=row)
+    return FrameOutcome(index, "written", row=row, field_source=prepared.field.source)
 
 
 def encode_png(image: np.ndarray, bit_depth: int) -> bytes:

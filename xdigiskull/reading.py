@@ -616,6 +616,9 @@ def check_image_size(data: bytes) -> None:
                 bands = len(image.getbands())
     except PIL.Image.DecompressionBombError as error:
         raise SourceError("image-too-large", f"image header claims a decompression bomb: {error}") from None
+    except PIL.UnidentifiedImageError:
+        # Pillow's message names only its in-memory buffer; say what it means for the file
+        raise SourceError("corrupt-image", "image cannot be decoded (truncated, corrupt or not an image)") from None
     except Exception as error:
         raise SourceError("corrupt-image", f"image header cannot be read ({describe(error)})") from None
     if width * height > MAX_FRAME_PIXELS:

@@ -17,7 +17,7 @@ import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
-from synthetic import skull_like
+from synthetic import full_field_xa, skull_like
 from typer.testing import CliRunner
 
 from xdigiskull.build import BuildError, BuildOptions, build_dataset
@@ -172,3 +172,14 @@ def test_a_cine_run_over_the_decoded_pixel_limit_is_built_one_frame_at_a_time(tm
     assert [f["frame"] for f in entry["frames"]] == list(range(6))
     assert entry["frames"][2]["reason"] == "blank-after-windowing"
     assert len({f["id"] for f in entry["frames"] if f["status"] == "written"}) == 1  # one source, one id
+
+
+def test_the_report_says_which_field_each_written_frame_used(tmp_path, write_dicom):
+    # issue 13: a frame without collimation is built from the full frame, and the report says so
+    raw = tmp_path / "raw"
+    write_dicom(raw / "real" / "normal" / "open.dcm", np.zeros((1024, 1024)), stored=full_field_xa(seed=3))
+    write_dicom(raw / "real" / "normal" / "shuttered.dcm", skull_like(256, 256, seed=5), shutter=(16, 16, 240, 240))
+    summary = build_dataset(raw, tmp_path / "out", options=BuildOptions(size=SIZE), progress=False)
+    files = _report(summary)["files"]
+    assert [f["field"] for f in files["real/normal/open.dcm"]["frames"]] == ["full-frame"]
+    assert [f["field"] for f in files["real/normal/shuttered.dcm"]["frames"]] == ["shutter-tags"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from synthetic import full_field_xa
 from pydicom.dataset import Dataset
 
 from xdigiskull.field import Field, SquareCrop, crop_and_resize, detect_field, field_from_shutter, square_crop
@@ -119,21 +120,11 @@ def test_prepare_frame_checks():
     assert isinstance(prepared.field, Field)
 
 
-def _full_field_xa(side=1024, seed=0):
-    """Smooth anatomy-like 12-bit content that fills the frame, darker towards the edges, plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
-    low = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    r2 = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) / (side / 2.3) ** 2
-    image = 300 + 2500 * np.exp(-r2) + 150 * low + 60 * rng.standard_normal((side, side)).astype(np.float32)
-    return np.clip(image, 0, 4095).astype(np.uint16)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_frame_without_collimation_is_the_full_field(tmp_path, write_dicom, seed):
     # issue 13, failure 3: 1024x1024 12-bit XA with no shutter attributes and no bands used to get a
     # made-up field (too small for 780 and skipped); the whole frame is exposed and is the field
-    stored = _full_field_xa(seed=seed)
+    stored = full_field_xa(seed=seed)
     path = write_dicom(tmp_path / "run.dcm", np.zeros((1024, 1024)), stored=stored)
     source = read_source(path)
     prepared = prepare_frame(source.frames[0], source.dataset, 780)
