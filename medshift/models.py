@@ -40,20 +40,8 @@ def demo_vae_config(in_channels: int = 1) -> dict[str, Any]:
     Args:
         in_channels: image channels (1 for grey X-rays).
     """
-    return {
-        "in_channels": in_channels,
-        "out_channels": in_channels,
-        "latent_channels": LATENT_CHANNELS,
-        "block_out_channels": (32, 64, 128, 128),
-        "down_block_types": ("DownEncoderBlock2D",) * 4,
-        "up_block_types": ("UpDecoderBlock2D",) * 4,
-        "layers_per_block": 2,
-        "norm_num_groups": 32,
-        "act_fn": "silu",
-        "sample_size": 256,
-        # refined after training by measuring the latent standard deviation; 1.0 is a neutral start
-        "scaling_factor": 1.0,
-    }
+    # refined after training by measuring the latent standard deviation; 1.0 is a neutral start
+    return _vae_config(in_channels, block_out_channels=(32, 64, 128, 128), scaling_factor=1.0)
 
 
 def sd_vae_config(in_channels: int = 3) -> dict[str, Any]:
@@ -63,18 +51,23 @@ def sd_vae_config(in_channels: int = 3) -> dict[str, Any]:
         in_channels: 3 matches pretrained weights such as `stabilityai/sd-vae-ft-mse` (the pipeline
             replicates grey to RGB and averages back); 1 gives a grey variant to train from scratch.
     """
+    return _vae_config(in_channels, block_out_channels=(128, 256, 512, 512), scaling_factor=0.18215)
+
+
+def _vae_config(in_channels: int, block_out_channels: tuple[int, ...], scaling_factor: float) -> dict[str, Any]:
+    """An AutoencoderKL config of four 2x downsampling levels (8x), two ResNet layers each."""
     return {
         "in_channels": in_channels,
         "out_channels": in_channels,
         "latent_channels": LATENT_CHANNELS,
-        "block_out_channels": (128, 256, 512, 512),
-        "down_block_types": ("DownEncoderBlock2D",) * 4,
-        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "block_out_channels": block_out_channels,
+        "down_block_types": ("DownEncoderBlock2D",) * len(block_out_channels),
+        "up_block_types": ("UpDecoderBlock2D",) * len(block_out_channels),
         "layers_per_block": 2,
         "norm_num_groups": 32,
         "act_fn": "silu",
         "sample_size": 256,
-        "scaling_factor": 0.18215,
+        "scaling_factor": scaling_factor,
     }
 
 

@@ -4,6 +4,7 @@ in the reason, resource limits checked before anything is allocated, and no blan
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import struct
 import zlib
 
@@ -203,22 +204,23 @@ def test_float_pixel_data_with_nan_and_inf(tmp_path, write_dicom):
 # ------------------------------------------------------------------------------ resource safety
 
 
-def test_enormous_claimed_image_is_refused_before_decoding(tmp_path, write_dicom):
-    path = write_dicom(tmp_path / "big.dcm", RAMP)
+def _claiming(path: Path, side: int, frames: int) -> Path:
+    """Rewrite a small file's header to claim `frames` frames of side x side pixels (data unchanged)."""
     ds = pydicom.dcmread(path)
-    ds.Rows = ds.Columns = 65535
-    ds.NumberOfFrames = 1000
+    ds.Rows = ds.Columns = side
+    ds.NumberOfFrames = frames
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_enormous_claimed_image_is_refused_before_decoding(tmp_path, write_dicom):
+    path = _claiming(write_dicom(tmp_path / "big.dcm", RAMP), side=65535, frames=1000)
     reason, message = _reason(path)
     assert reason == "image-too-large" and "65535 x 65535" in message
 
 
 def test_too_many_selected_frames_at_once_are_refused_with_their_indices(tmp_path, write_dicom):
-    path = write_dicom(tmp_path / "cine.dcm", RAMP)
-    ds = pydicom.dcmread(path)
-    ds.Rows = ds.Columns = 2048
-    ds.NumberOfFrames = 100
-    ds.save_as(path, enforce_file_format=True)
+    path = _claiming(write_dicom(tmp_path / "cine.dcm", RAMP), side=2048, frames=100)
     with pytest.raises(SelectionTooLarge) as info:  # the builder then reads them one at a time
         read_source(path, "all")
     assert info.value.reason == "image-too-large" and info.value.indices == list(range(100))
