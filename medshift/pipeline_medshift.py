@@ -33,6 +33,7 @@ from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
+from medshift.vae_codec import decode_grey, encode_grey
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import GreyImage, resize, to_grey_images
 
@@ -258,21 +259,11 @@ class MedShiftPipeline(DiffusionPipeline):
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """Grey images (N, 1, H, W) in [0, 1] -> scaled latents (the posterior mean, so encoding is deterministic)."""
-        x = pixels.to(device=self._execution_device, dtype=self.vae.dtype) * 2 - 1
-        if self.vae.config.in_channels == 3:
-            x = x.repeat(1, 3, 1, 1)
-        latents = self.vae.encode(x).latent_dist.mean
-        shift = self.vae.config.get("shift_factor") or 0.0
-        return (latents - shift) * self.vae.config.scaling_factor
+        return encode_grey(self.vae, pixels.to(device=self._execution_device, dtype=self.vae.dtype) * 2 - 1)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> grey images (N, 1, H, W) in [0, 1], float32."""
-        shift = self.vae.config.get("shift_factor") or 0.0
-        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor + shift
-        x = self.vae.decode(z).sample.float()
-        if x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)
-        return ((x + 1) / 2).clamp(0, 1)
+        return ((decode_grey(self.vae, latents) + 1) / 2).clamp(0, 1)
 
     def velocity(self, x: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
         """Guided velocity v_u + w (v_c - v_u); conditional and null passes share one batch.

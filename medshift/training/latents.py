@@ -4,10 +4,8 @@ The flow-matching UNet never sees pixels: it trains on VAE latents. Encoding a b
 the VAE costs far more than a UNet step on its latents, so we encode the dataset once, keep
 the latents (about 48x smaller than the images) in a safetensors file and train on those.
 
-Grey images and RGB VAEs: our own VAE (`medshift train-vae`) takes one channel. A pretrained
-RGB AutoencoderKL (e.g. stabilityai/sd-vae-ft-mse, the paper's choice) gets the grey image
-replicated to three channels on encode, and its three decoded channels are averaged back to
-one on decode.
+Encoding itself (grey or RGB VAEs, latent scaling) is `medshift.vae_codec.encode_grey`, shared with
+the pipeline.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medshift.training.data import prepare_example
+from medshift.vae_codec import encode_grey
 from xdigiskull.image_io import atomic_write
 
 
@@ -39,38 +38,6 @@ def load_vae(vae: str, device: torch.device | str = "cpu") -> AutoencoderKL:
     if model.config.in_channels not in (1, 3) or model.config.out_channels not in (1, 3):
         raise ValueError(f"VAE {vae!r} has {model.config.in_channels} input channels; expected 1 (grey) or 3 (RGB)")
     return model.to(device).eval().requires_grad_(False)
-
-
-def vae_input(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
-    """Grey (B, 1, H, W) pixels -> what the VAE takes: unchanged, or replicated to RGB."""
-    if vae.config.in_channels == 3:
-        return pixels.expand(-1, 3, -1, -1)
-    return pixels
-
-
-def vae_output(vae: AutoencoderKL, decoded: torch.Tensor) -> torch.Tensor:
-    """What the VAE decodes -> grey (B, 1, H, W): unchanged, or the mean of the RGB channels."""
-    if decoded.shape[1] == 3:
-        return decoded.mean(dim=1, keepdim=True)
-    return decoded
-
-
-def latent_scale_shift(vae: AutoencoderKL) -> tuple[float, float]:
-    """(scaling_factor, shift_factor) from the VAE config; latent = (mode - shift) * scale."""
-    shift = getattr(vae.config, "shift_factor", None)
-    return float(vae.config.scaling_factor), float(shift) if shift is not None else 0.0
-
-
-@torch.no_grad()
-def encode_grey(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
-    """Encode grey pixels in [-1, 1] to the scaled latents flow matching trains on.
-
-    Uses the posterior mode (mean), not a sample: the cache then equals direct encoding
-    exactly, and the posterior's spread is negligible for a KL-light VAE.
-    """
-    scale, shift = latent_scale_shift(vae)
-    dist = vae.encode(vae_input(vae, pixels.to(device=vae.device, dtype=vae.dtype))).latent_dist
-    return (dist.mode() - shift) * scale
 
 
 def vae_fingerprint(vae: AutoencoderKL) -> str:

@@ -50,7 +50,8 @@ from medshift.training.data import (
     load_split,
     pick_examples,
 )
-from medshift.training.latents import LatentDataset, encode_grey, load_or_build_cache, load_vae
+from medshift.training.latents import LatentDataset, load_or_build_cache, load_vae
+from medshift.vae_codec import encode_grey
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import resize_square, to_unit_float
 

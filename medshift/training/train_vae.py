@@ -47,7 +47,7 @@ from medshift.training.data import (
     pick_examples,
     prepare_example,
 )
-from medshift.training.latents import vae_input, vae_output
+from medshift.vae_codec import vae_input, vae_output
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 

@@ -9,11 +9,10 @@ from medshift.training.data import load_split, prepare_example
 from medshift.training.latents import (
     LatentDataset,
     encode_dataset,
-    encode_grey,
     load_or_build_cache,
     load_vae,
-    vae_output,
 )
+from medshift.vae_codec import encode_grey, vae_output
 
 
 def test_cache_equals_direct_encoding(tiny_dataset, tiny_vae, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from medshift.training.data import load_split, prepare_example
-from medshift.training.latents import encode_grey
+from medshift.vae_codec import encode_grey
 from medshift.training.train_vae import VaeTrainConfig, run_vae_training
 
 
