@@ -19,6 +19,7 @@ import PIL.Image
 
 from medshift.pipeline_medshift import MedShiftPipeline
 from medshift.translate import DEFAULT_MODEL
+from xdigiskull.image_io import atomic_write
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import DICOM_SUFFIXES, IMAGE_SUFFIXES, SourceError, read_source
 
@@ -88,9 +89,8 @@ def save_png16(image: np.ndarray, folder: str | os.PathLike, name: str) -> str:
         if time.time() - old.stat().st_mtime > OUTPUT_LIFETIME_S:
             old.unlink(missing_ok=True)
     path = folder / name
-    partial = folder / f".{name}.partial"
-    PIL.Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)).save(partial, format="PNG")
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        PIL.Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)).save(partial, format="PNG")
     return str(path)
 
 

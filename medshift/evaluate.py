@@ -30,14 +30,11 @@ Outputs in `--out`: ``report.md`` (Table 1 layout with ranks, then the paired ta
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -49,7 +46,7 @@ from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_f
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
-from xdigiskull.image_io import resize_square, to_unit_float
+from xdigiskull.image_io import atomic_write, resize_square, to_unit_float
 
 BASELINES = ("identity", "sdedit")
 DEFAULT_TAUS = (0.3, 0.45, 0.6)
@@ -595,22 +592,9 @@ def plot_tau_sweep(results: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[str]:
-    """Yield a temporary file name next to `path`; rename it onto `path` only when the block succeeds."""
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _json_safe(value: Any) -> Any:
@@ -627,9 +611,9 @@ def _json_safe(value: Any) -> Any:
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     """Write ``report.md``, ``results.json`` and ``tau_sweep.png`` into `out` (each atomically)."""
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "results.json") as tmp:
+    with atomic_write(out / "results.json") as tmp:
         Path(tmp).write_text(json.dumps(_json_safe(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    with atomic_path(out / "report.md") as tmp:
+    with atomic_write(out / "report.md") as tmp:
         Path(tmp).write_text(render_report(results), encoding="utf-8")
     plot_tau_sweep(results, out / "tau_sweep.png")
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from datasets import Image, load_dataset
 
 from medshift.pipeline_medshift import MedShiftPipeline

@@ -4,10 +4,11 @@ the counts per reason, and the JSON file beside the dataset (it names input file
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from xdigiskull.image_io import atomic_write
 
 # what a user can do about a skip, by reason code; reasons without an entry need nothing (or nothing can help)
 REASON_HINTS: dict[str, str] = {
@@ -117,10 +118,8 @@ def write_report(path: Path, entries: dict[str, dict], summary: BuildSummary | N
         },
         "files": {relative: entries[relative] for relative in sorted(entries)},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 def report_reasons(path: Path) -> dict[str, int] | None:
