@@ -187,3 +187,25 @@ def full_field_xa(side: int = 1024, seed: int = 0) -> np.ndarray:
     r2 = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) / (side / 2.3) ** 2
     image = 300 + 2500 * np.exp(-r2) + 150 * low + 60 * rng.standard_normal((side, side)).astype(np.float32)
     return np.clip(image, 0, 4095).astype(np.uint16)
+
+
+def tiny_train_config(tiny_dataset, tiny_vae, unet_config, output_dir, **overrides) -> "TrainConfig":
+    """A short, quiet `medshift train` run on the tiny dataset and VAE (`overrides` change any field)."""
+    from medshift.training.train import TrainConfig
+
+    settings = dict(
+        dataset=str(tiny_dataset),
+        output_dir=str(output_dir),
+        vae=str(tiny_vae),
+        resolution=64,
+        unet_config=unet_config,
+        batch_size=8,
+        max_steps=50,
+        learning_rate=1e-3,
+        warmup_steps=5,
+        checkpoint_every=0,
+        num_sample_images=0,
+        show_progress=False,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)

@@ -10,36 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from synthetic import tiny_train_config
 
 from medshift.training.common import list_checkpoints, read_log
-from medshift.training.train import TrainConfig, run_training
+from medshift.training.train import run_training
 
 WORKER = Path(__file__).with_name("two_process_worker.py")
 
-
-def tiny_config(tiny_dataset, tiny_vae, unet_config, output_dir, **overrides) -> TrainConfig:
-    settings = dict(
-        dataset=str(tiny_dataset),
-        output_dir=str(output_dir),
-        vae=str(tiny_vae),
-        resolution=64,
-        unet_config=unet_config,
-        batch_size=8,
-        max_steps=50,
-        learning_rate=1e-3,
-        warmup_steps=5,
-        checkpoint_every=0,
-        num_sample_images=0,
-        show_progress=False,
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 def test_loss_falls_and_pipeline_is_saved(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     from medshift.pipeline_medshift import MedShiftPipeline
 
-    result = run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run"))
+    result = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run"))
     assert result.global_step == 50 and len(result.losses) == 50
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.75 * first, (first, last)
@@ -57,11 +40,11 @@ def test_loss_falls_and_pipeline_is_saved(tiny_dataset, tiny_vae, tiny_unet_conf
 
 def test_resume_continues_from_the_saved_step(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     common = dict(max_steps=10, checkpoint_every=5, cache_dir=str(tmp_path / "cache"), log_every=1)
-    uninterrupted = run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "full", **common))
+    uninterrupted = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "full", **common))
 
-    run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "split", **{**common, "max_steps": 5}))
+    run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "split", **{**common, "max_steps": 5}))
     assert [step for step, _ in list_checkpoints(tmp_path / "split")] == [5]
-    resumed = run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "split", resume="latest", **common))
+    resumed = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "split", resume="latest", **common))
 
     assert resumed.global_step == 10 and len(resumed.losses) == 5  # only steps 6..10 ran
     assert resumed.losses == pytest.approx(uninterrupted.losses[5:], rel=1e-5)
@@ -93,24 +76,24 @@ def test_two_processes_end_with_identical_weights(tiny_dataset, tiny_vae, tiny_u
 
 def test_bad_settings_are_refused(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     with pytest.raises(ValueError, match="multiple of"):
-        run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", resolution=60))
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", resolution=60))
     with pytest.raises(ValueError, match="num_class_embeds"):
-        run_training(tiny_config(tiny_dataset, tiny_vae, {**tiny_unet_config, "num_class_embeds": 5}, tmp_path / "b"))
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, {**tiny_unet_config, "num_class_embeds": 5}, tmp_path / "b"))
     with pytest.raises(ValueError, match="AutoencoderKL"):
-        run_training(tiny_config(tiny_dataset, tmp_path / "no-vae", tiny_unet_config, tmp_path / "c"))
+        run_training(tiny_train_config(tiny_dataset, tmp_path / "no-vae", tiny_unet_config, tmp_path / "c"))
     with pytest.raises(ValueError, match="not a complete checkpoint"):
-        run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
 
 
 def test_time_budget_stops_early_saves_the_pipeline_and_a_resumable_checkpoint(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     from medshift.pipeline_medshift import MedShiftPipeline
 
     # a budget far below one step's time: training stops after its first step, whatever the machine
-    config = tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", max_steps=10_000, max_minutes=1e-9, checkpoint_every=1000)
+    config = tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", max_steps=10_000, max_minutes=1e-9, checkpoint_every=1000)
     result = run_training(config)
     assert result.global_step == 1
     assert MedShiftPipeline.from_pretrained(str(tmp_path / "run")).config.resolution == 64
     assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [1]
 
     with pytest.raises(ValueError, match="max_minutes"):
-        run_training(tiny_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", max_minutes=0))
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", max_minutes=0))

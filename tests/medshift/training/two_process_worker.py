@@ -10,27 +10,16 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from medshift.training.train import TrainConfig, run_training
+from medshift.training.train import run_training
+
+sys.path.insert(0, str(Path(__file__).parents[2]))  # tests/, for the shared synthetic data
+from synthetic import tiny_train_config  # noqa: E402
 
 
 def main() -> None:
     dataset, vae, unet_config, output_dir = sys.argv[1:5]
-    result = run_training(
-        TrainConfig(
-            dataset=dataset,
-            output_dir=output_dir,
-            vae=vae,
-            resolution=64,
-            unet_config=json.loads(Path(unet_config).read_text()),
-            batch_size=4,
-            max_steps=4,
-            learning_rate=1e-3,
-            warmup_steps=1,
-            checkpoint_every=0,
-            num_sample_images=0,
-            show_progress=False,
-        )
-    )
+    unet = json.loads(Path(unet_config).read_text())
+    result = run_training(tiny_train_config(dataset, vae, unet, output_dir, batch_size=4, max_steps=4, warmup_steps=1))
     weights = {f"raw.{name}": value.contiguous() for name, value in result.unet.state_dict().items()}
     weights.update({f"ema.{name}": value.contiguous() for name, value in result.ema_unet.state_dict().items()})
     rank = os.environ["RANK"]  # set by the launcher
