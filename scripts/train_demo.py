@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, int | float | str]] = {
 
 def minutes_option(minutes: float) -> list[str]:
     """`--max-minutes M` for a positive budget, nothing for 0 (train for the full step count)."""
-    return ["--max-minutes", str(minutes)] if float(minutes) > 0 else []
+    return ["--max-minutes", f"{float(minutes):.2f}"] if float(minutes) > 0 else []
 
 
 # a training stage needs at least this much of the session left to be worth starting, and spends about
