@@ -8,6 +8,22 @@ hand; the script adds only timing and the final copy.
     python scripts/train_demo.py --preset gpu         # a lent GPU: longer training, larger crops
     python scripts/train_demo.py --unet-steps 200 --vae-steps 20 --views 6   # smoke run
 
+One run over several sessions (e.g. an hour of CPU each): --max-minutes bounds this session's
+training, and --resume carries on from the last checkpoints in --work-dir with the settings the run
+was started with (saved in WORK/recipe.json; progress in WORK/progress.json):
+
+    python scripts/train_demo.py --preset cpu --resolution 512 --vae-steps 6000 --unet-steps 60000 --max-minutes 50
+    python scripts/train_demo.py --resume --max-minutes 50        # next session, same --work-dir
+
+A stage cut short by --max-minutes saves its state (the UNet at the step it reached, the VAE at its
+last --checkpoint-every step) and the recipe stops; the pipeline is published to --out only once the
+UNet stage has finished, so a partly trained run never replaces the shipped checkpoint. Meanwhile
+WORK/model holds the latest pipeline (`python scripts/eval_quality.py --model WORK/model` measures it).
+The VAE must finish before the UNet starts (the UNet trains on its latents).
+
+On a lent GPU machine: `python scripts/train_demo.py --preset gpu --work-dir $OUT/work --out $OUT/model`
+(each stage stops at its preset minutes; add --max-minutes to fit the lease), then bring $OUT/model back.
+
 Stages (work files go to --work-dir, default ./demo_work):
 
 1. `xdigiskull phantom` raw exports (simulator PNGs, Azurion DICOMs, ground truth) of --views poses.
@@ -55,7 +71,72 @@ PRESETS: dict[str, dict[str, int | float | str]] = {
 
 def minutes_option(minutes: float) -> list[str]:
     """`--max-minutes M` for a positive budget, nothing for 0 (train for the full step count)."""
-    return ["--max-minutes", str(minutes)] if float(minutes) > 0 else []
+    return ["--max-minutes", f"{float(minutes):.2f}"] if float(minutes) > 0 else []
+
+
+# a training stage needs at least this much of the session left to be worth starting, and spends about
+# this much beyond its --max-minutes (latent statistics or cache, saving, sample grids)
+MIN_STAGE_MINUTES = 2.0
+STAGE_OVERHEAD_MINUTES = 1.5
+
+
+class Session:
+    """This session's time budget and the run's progress (WORK/progress.json: per training stage,
+    minutes trained so far and whether it is done), so a later session can resume the run."""
+
+    def __init__(self, work: Path, max_minutes: float | None, resume: bool) -> None:
+        self.path = work / "progress.json"
+        self.end = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+        self.progress: dict[str, dict] = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
+
+    def done(self, stage: str) -> bool:
+        return bool(self.progress.get(stage, {}).get("done"))
+
+    def budget(self, stage: str, preset_minutes: float) -> tuple[float | None, bool] | None:
+        """(minutes for this stage, whether the session rather than the preset limits it); None when
+        too little of the session is left to start it."""
+        used = self.progress.get(stage, {}).get("minutes", 0.0)
+        preset = float(preset_minutes) - used if float(preset_minutes) > 0 else None
+        if self.end is None:
+            return (max(preset, 0.1) if preset is not None else None), False
+        left = (self.end - time.monotonic()) / 60.0 - STAGE_OVERHEAD_MINUTES
+        if left < MIN_STAGE_MINUTES:
+            return None
+        return (left, True) if preset is None or left < preset else (max(preset, 0.1), False)
+
+    def record(self, stage: str, minutes: float, done: bool) -> None:
+        entry = self.progress.setdefault(stage, {"minutes": 0.0})
+        entry.update(minutes=round(entry["minutes"] + minutes, 2), done=done)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.progress, indent=2))
+        os.replace(temporary, self.path)
+
+
+def last_checkpoint_step(output_dir: Path) -> int:
+    """Step of the newest complete training checkpoint in output_dir (0 when there is none)."""
+    from medshift.training.common import list_checkpoints
+
+    found = list_checkpoints(output_dir)
+    return found[-1][0] if found else 0
+
+
+def recipe_settings(args: argparse.Namespace, work: Path) -> tuple[str, int, dict]:
+    """(preset, seed, settings) of this run: from the options for a new run (saved to WORK/recipe.json),
+    from WORK/recipe.json for --resume (options that would change it are refused)."""
+    overrides = {key: getattr(args, key) for key in PRESETS["cpu"] if getattr(args, key) is not None}
+    path = work / "recipe.json"
+    if not args.resume:
+        settings = {**PRESETS[args.preset], **overrides}
+        work.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"preset": args.preset, "seed": args.seed, "settings": settings}, indent=2))
+        return args.preset, args.seed, settings
+    if not path.is_file():
+        sys.exit(f"--resume: {path} does not exist; start the run without --resume first")
+    saved = json.loads(path.read_text())
+    changed = {key: value for key, value in overrides.items() if saved["settings"].get(key) != value}
+    if changed:
+        sys.exit(f"--resume continues the run of {path}; it cannot change {', '.join(sorted(changed))}")
+    return saved["preset"], saved["seed"], saved["settings"]
 
 
 def run_stage(name: str, command: list[str], timings: dict[str, float], env: dict[str, str]) -> None:
@@ -99,82 +180,117 @@ def publish(model_dir: Path, out: Path, notes: str) -> None:
     os.replace(temporary, out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="settings for a 2-core CPU or a GPU")
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring for multi-session runs.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="settings for a 2-core CPU or a GPU (default cpu)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="cpu hides GPUs from the training stages")
     parser.add_argument("--work-dir", type=Path, default=REPO / "demo_work", help="phantom exports, dataset, training runs")
     parser.add_argument("--out", type=Path, default=REPO / "checkpoints" / "medshift-xdigiskull-demo")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="phantom head, split and training seed (default 0)")
     for key, value in PRESETS["cpu"].items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"override the preset (cpu: {value})")
     parser.add_argument("--skip-data", action="store_true", help="reuse the phantom exports and dataset in --work-dir")
     parser.add_argument("--dataset", type=Path, default=None, help="train on this built X-DigiSkull instead of making one")
+    parser.add_argument("--max-minutes", type=float, default=None, help="this session's time budget; the run stops (resumably) when it is spent")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --work-dir from its last checkpoints")
     args = parser.parse_args()
-    settings = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in PRESETS[args.preset].items()}
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        parser.error(f"--max-minutes must be positive, got {args.max_minutes}")
+    if args.resume and (args.preset is not None or args.seed is not None):
+        parser.error("--resume takes the preset and seed from the run's recipe.json: drop --preset/--seed")
+    args.preset = args.preset or "cpu"
+    args.seed = 0 if args.seed is None else args.seed
+    return args
 
+
+def make_data(raw: Path, dataset: Path, settings: dict, seed: int, timings: dict[str, float], env: dict[str, str]) -> None:
+    """Stages 1 and 2: phantom exports, then the X-DigiSkull built from them."""
+    python = sys.executable
+    run_stage("phantom", [python, "-m", "xdigiskull.cli", "phantom", str(raw), "--views", str(settings["views"]), "--seed", str(seed)], timings, env)
+    run_stage(
+        "build",
+        [python, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(dataset), "--labels", str(raw / "manifest.csv"),
+         "--frames", "all", "--size", str(settings["build_size"]), "--seed", str(seed)],
+        timings,
+        env,
+    )  # fmt: skip
+
+
+def train_stage(name: str, command: list[str], output_dir: Path, steps: int, preset_minutes: float,
+                session: Session, timings: dict[str, float], env: dict[str, str]) -> bool:  # fmt: skip
+    """Run (or resume) one training stage within the session's budget; True when the stage is done."""
+    if session.done(name):
+        print(f"\n=== {name}: done in an earlier session")
+        return True
+    budget = session.budget(name, preset_minutes)
+    if budget is None:
+        print(f"\n=== {name}: less than {MIN_STAGE_MINUTES:g} min of the session left; continue with --resume")
+        return False
+    minutes, session_bound = budget
+    resume = ["--resume", "latest"] if last_checkpoint_step(output_dir) > 0 else []
+    if not resume:  # nothing to resume from: start the stage afresh
+        shutil.rmtree(output_dir, ignore_errors=True)
+    run_stage(name, [*command, *minutes_option(minutes or 0.0), *resume], timings, env)
+    done = not session_bound or last_checkpoint_step(output_dir) >= steps
+    session.record(name, timings[name] / 60.0, done)
+    if not done:
+        print(f"--- {name}: session budget spent at step {last_checkpoint_step(output_dir)} of {steps}; continue with --resume")
+    return done
+
+
+def main() -> None:
+    args = parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     work = args.work_dir
     raw, dataset, vae_dir, model_dir = work / "raw", work / "x-digiskull", work / "vae", work / "model"
+    preset, seed, settings = recipe_settings(args, work)
+    session = Session(work, args.max_minutes, args.resume)
     python = sys.executable
     timings: dict[str, float] = {}
-    print(f"preset {args.preset}: {settings}")
+    print(f"preset {preset}: {settings}")
 
     if args.dataset is not None:
         dataset = args.dataset
-    elif not args.skip_data:
-        run_stage(
-            "phantom",
-            [python, "-m", "xdigiskull.cli", "phantom", str(raw), "--views", str(settings["views"]), "--seed", str(args.seed)],
-            timings,
-            env,
-        )
-        run_stage(
-            "build",
-            [python, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(dataset), "--labels", str(raw / "manifest.csv"),
-             "--frames", "all", "--size", str(settings["build_size"]), "--seed", str(args.seed)],
-            timings,
-            env,
-        )  # fmt: skip
-    for stale in (vae_dir, model_dir):
-        shutil.rmtree(stale, ignore_errors=True)
-    run_stage(
+    elif not (args.skip_data or (args.resume and (dataset / "data").is_dir())):
+        make_data(raw, dataset, settings, seed, timings, env)
+    if not args.resume:
+        for stale in (vae_dir, model_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+    vae_steps, unet_steps = int(settings["vae_steps"]), int(settings["unet_steps"])
+    vae_done = train_stage(
         "train-vae",
         [python, "-m", "medshift.cli", "train-vae", "--dataset", str(dataset), "--output-dir", str(vae_dir),
          "--resolution", str(settings["resolution"]), "--crop-size", str(settings["vae_crop"]),
-         "--batch-size", str(settings["vae_batch"]), "--max-steps", str(settings["vae_steps"]),
-         "--learning-rate", str(settings["vae_lr"]), "--warmup-steps", "20", "--checkpoint-every", "100",
-         *minutes_option(settings["vae_minutes"]),
-         "--seed", str(args.seed)],
-        timings,
-        env,
+         "--batch-size", str(settings["vae_batch"]), "--max-steps", str(vae_steps),
+         "--learning-rate", str(settings["vae_lr"]), "--warmup-steps", "20", "--checkpoint-every", "50", "--seed", str(seed)],
+        vae_dir, vae_steps, settings["vae_minutes"], session, timings, env,
     )  # fmt: skip
-    unet_steps = int(settings["unet_steps"])
-    run_stage(
+    unet_done = vae_done and train_stage(
         "train",
         [python, "-m", "medshift.cli", "train", "--dataset", str(dataset), "--output-dir", str(model_dir), "--vae", str(vae_dir),
          "--resolution", str(settings["resolution"]), "--unet-config", "demo", "--batch-size", str(settings["unet_batch"]),
          "--max-steps", str(unet_steps), "--learning-rate", str(settings["unet_lr"]), "--warmup-steps", "200",
-         "--lr-schedule", str(settings["unet_schedule"]), *minutes_option(settings["unet_minutes"]), "--ema-decay", "0.999", "--label-dropout", "0.15",
+         "--lr-schedule", str(settings["unet_schedule"]), "--ema-decay", "0.999", "--label-dropout", "0.15",
          "--checkpoint-every", str(max(unet_steps // 5, 1)), "--sample-every", str(max(unet_steps // 4, 1)),
-         "--num-sample-images", "4", "--seed", str(args.seed)],
-        timings,
-        env,
+         "--num-sample-images", "4", "--seed", str(seed)],
+        model_dir, unet_steps, settings["unet_minutes"], session, timings, env,
     )  # fmt: skip
 
-    notes = (
-        f"Trained with `python scripts/train_demo.py --preset {args.preset}` on a phantom-built X-DigiSkull "
-        f"({settings['views']} poses): VAE {settings['vae_steps']} steps on {settings['vae_crop']}² crops of "
-        f"{settings['resolution']}² images, UNet {unet_steps} steps (batch {settings['unet_batch']}) on cached "
-        f"{settings['resolution']}² latents. A phantom-only demo: not for clinical use."
-    )
-    started = time.perf_counter()
-    publish(model_dir, args.out, notes)
-    timings["publish"] = time.perf_counter() - started
-
-    print("\n=== done: " + str(args.out))
+    if unet_done:
+        notes = (
+            f"Trained with `python scripts/train_demo.py --preset {preset}` on a phantom-built X-DigiSkull "
+            f"({settings['views']} poses, seed {seed}): VAE {vae_steps} steps on {settings['vae_crop']}² crops of "
+            f"{settings['resolution']}² images, UNet {unet_steps} steps (batch {settings['unet_batch']}) on cached "
+            f"{settings['resolution']}² latents. A phantom-only demo: not for clinical use."
+        )
+        started = time.perf_counter()
+        publish(model_dir, args.out, notes)
+        timings["publish"] = time.perf_counter() - started
+        print("\n=== done: " + str(args.out))
+    else:
+        print(f"\n=== session over, run not finished: `python scripts/train_demo.py --resume --work-dir {work}` continues it")
     for name, seconds in timings.items():
         print(f"{name:>10}: {seconds / 60:6.1f} min")
     print(f"{'total':>10}: {sum(timings.values()) / 60:6.1f} min")

@@ -1,0 +1,63 @@
+"""scripts/train_demo.py's multi-session bookkeeping: the session budget, progress.json and recipe.json."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo.py"
+
+
+@pytest.fixture(scope="module")
+def train_demo():
+    spec = importlib.util.spec_from_file_location("train_demo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_session_budget_and_progress_carry_over(train_demo, tmp_path):
+    unlimited = train_demo.Session(tmp_path, max_minutes=None, resume=False)
+    assert unlimited.budget("train", 0.0) == (None, False)  # no limit at all: train for the full step count
+    assert unlimited.budget("train", 4.5) == (4.5, False)  # the preset's own stage budget
+
+    session = train_demo.Session(tmp_path, max_minutes=10.0, resume=False)
+    minutes, session_bound = session.budget("train-vae", 0.0)
+    assert session_bound and 10.0 - train_demo.STAGE_OVERHEAD_MINUTES - 0.1 < minutes <= 10.0 - train_demo.STAGE_OVERHEAD_MINUTES
+    assert session.budget("train-vae", 2.5) == (2.5, False)  # the preset's budget is the smaller one
+    session.record("train-vae", 2.0, done=False)
+
+    # the next session resumes the progress: 2 of the preset's 2.5 minutes are used, the stage is not done
+    later = train_demo.Session(tmp_path, max_minutes=10.0, resume=True)
+    assert not later.done("train-vae") and later.budget("train-vae", 2.5) == pytest.approx((0.5, False))
+    later.record("train-vae", 0.5, done=True)
+    assert json.loads((tmp_path / "progress.json").read_text()) == {"train-vae": {"minutes": 2.5, "done": True}}
+    assert train_demo.Session(tmp_path, max_minutes=None, resume=True).done("train-vae")
+    assert not train_demo.Session(tmp_path, max_minutes=None, resume=False).done("train-vae")  # a new run
+
+    nearly_over = train_demo.Session(tmp_path, max_minutes=train_demo.STAGE_OVERHEAD_MINUTES + 1.0, resume=True)
+    assert nearly_over.budget("train", 0.0) is None  # under MIN_STAGE_MINUTES left: do not start the stage
+
+
+def _args(tmp_path: Path, resume: bool, **overrides) -> argparse.Namespace:
+    """What parse_args gives: no preset override unless asked for."""
+    options = {key: None for key in ("views", "build_size", "resolution", "vae_steps", "vae_crop", "vae_batch", "vae_lr",
+                                     "vae_minutes", "unet_steps", "unet_batch", "unet_lr", "unet_schedule", "unet_minutes")}  # fmt: skip
+    return argparse.Namespace(**{"preset": "cpu", "seed": 3, "resume": resume, "work_dir": tmp_path, **options, **overrides})
+
+
+def test_resume_keeps_the_recipe_it_started_with(train_demo, tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        train_demo.recipe_settings(_args(tmp_path, resume=True), tmp_path)
+    preset, seed, settings = train_demo.recipe_settings(_args(tmp_path, resume=False, unet_steps=60000), tmp_path)
+    assert (preset, seed, settings["unet_steps"]) == ("cpu", 3, 60000)
+    assert settings["vae_steps"] == train_demo.PRESETS["cpu"]["vae_steps"]
+    # a later session gets the saved recipe (seed 3, 60000 steps), whatever defaults it was started with
+    assert train_demo.recipe_settings(_args(tmp_path, resume=True, seed=0), tmp_path) == (preset, seed, settings)
+    assert train_demo.recipe_settings(_args(tmp_path, resume=True, unet_steps=60000), tmp_path)[2] == settings
+    with pytest.raises(SystemExit, match="cannot change unet_steps"):
+        train_demo.recipe_settings(_args(tmp_path, resume=True, unet_steps=5000), tmp_path)
