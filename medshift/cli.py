@@ -11,18 +11,13 @@ from medshift.evaluate import evaluate
 from medshift.training.train import train
 from medshift.training.train_vae import train_vae
 from medshift.translate import translate
+from xdigiskull.command_line import command_line_app
 
-app = typer.Typer(
-    name="medshift",
-    help="MedShift: sim-to-real X-ray translation with class-conditional latent flow matching.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,  # locals can hold a Hub token
+app = command_line_app(
+    "medshift",
+    "MedShift: sim-to-real X-ray translation with class-conditional latent flow matching.",
+    {"translate": translate, "train": train, "train-vae": train_vae, "evaluate": evaluate},
 )
-app.command()(translate)
-app.command()(train)
-app.command(name="train-vae")(train_vae)
-app.command()(evaluate)
 
 
 @app.command()

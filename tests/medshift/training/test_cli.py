@@ -16,6 +16,12 @@ from medshift.training.train import TrainConfig, train
 from medshift.training.train_vae import VaeTrainConfig, train_vae
 
 
+def _train_vae(runner: CliRunner, dataset, vae_config, output_dir, *options: str):
+    """`medshift train-vae` on the tiny dataset at 64 px (32 px crops) with the tiny VAE config."""
+    arguments = ["--dataset", str(dataset), "--output-dir", str(output_dir), "--resolution", "64", "--crop-size", "32"]
+    return runner.invoke(app, ["train-vae", *arguments, "--vae-config", str(vae_config), *options])
+
+
 @pytest.mark.parametrize("command,config", [(train, TrainConfig), (train_vae, VaeTrainConfig)])
 def test_every_config_field_is_an_option_with_the_config_default(command, config):
     parameters = inspect.signature(command).parameters
@@ -30,11 +36,10 @@ def test_train_vae_then_train_end_to_end(tiny_dataset, tiny_config_files, tmp_pa
 
     vae_config, unet_config = tiny_config_files
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        ["train-vae", "--dataset", str(tiny_dataset), "--output-dir", str(tmp_path / "vae"), "--resolution", "64",
-         "--crop-size", "32", "--vae-config", str(vae_config), "--max-steps", "3", "--batch-size", "4", "--checkpoint-every", "2",
-         "--weight-decay", "0.01", "--scaling-images", "8", "--no-show-progress"],
+    result = _train_vae(
+        runner, tiny_dataset, vae_config, tmp_path / "vae",
+        "--max-steps", "3", "--batch-size", "4", "--checkpoint-every", "2", "--weight-decay", "0.01", "--scaling-images", "8",
+        "--no-show-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "vae" / "config.json").exists()
@@ -69,11 +74,7 @@ def test_train_vae_then_train_end_to_end(tiny_dataset, tiny_config_files, tmp_pa
 def test_streaming_without_cache_and_bad_split(tiny_dataset, tiny_config_files, tmp_path):
     vae_config, unet_config = tiny_config_files
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        ["train-vae", "--dataset", str(tiny_dataset), "--output-dir", str(tmp_path / "vae"), "--resolution", "64",
-         "--crop-size", "32", "--vae-config", str(vae_config), "--max-steps", "1", "--batch-size", "2", "--streaming"],
-    )  # fmt: skip
+    result = _train_vae(runner, tiny_dataset, vae_config, tmp_path / "vae", "--max-steps", "1", "--batch-size", "2", "--streaming")
     assert result.exit_code == 0, result.output
     result = runner.invoke(
         app,
