@@ -274,7 +274,9 @@ def main() -> None:
          "--max-steps", str(unet_steps), "--learning-rate", str(settings["unet_lr"]), "--warmup-steps", "200",
          "--lr-schedule", str(settings["unet_schedule"]), "--ema-decay", "0.999", "--label-dropout", "0.15",
          "--checkpoint-every", str(max(unet_steps // 5, 1)), "--sample-every", str(max(unet_steps // 4, 1)),
-         "--num-sample-images", "4", "--seed", str(seed)],
+         "--num-sample-images", "4", "--seed", str(seed),
+         # the defaults the shipped demo checkpoint carries (chosen on the tau sweep of the small model)
+         "--default-tau", "0.3", "--default-guidance-scale", "6.0"],
         model_dir, unet_steps, settings["unet_minutes"], session, timings, env,
     )  # fmt: skip
 

@@ -123,6 +123,13 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, max_steps: i
     accelerator.wait_for_everyone()
 
 
+def save_stopped_run(accelerator, output_dir: str | Path, step: int, config, kind: str) -> None:
+    """Checkpoint a run the time budget stopped between checkpoints, so `--resume` continues from `step`."""
+    if step < config.max_steps and config.checkpoint_every > 0 and step % config.checkpoint_every:
+        accelerator.print(f"time budget of {config.max_minutes} min used up at step {step}")
+        save_checkpoint(accelerator, output_dir, step, config.max_steps, kind, config.checkpoints_total_limit)
+
+
 class TimeBudget:
     """Wall-clock limit of one training run (`--max-minutes`), e.g. for a lent GPU or a cluster slot.
 

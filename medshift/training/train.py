@@ -39,6 +39,7 @@ from medshift.training.common import (
     option,
     resume_training,
     save_checkpoint,
+    save_stopped_run,
     save_grid,
     start_accelerator,
 )
@@ -308,9 +309,7 @@ def run_training(config: TrainConfig) -> TrainResult:
 def finish_training(config, accelerator: Accelerator, vae, unet, ema: EMAModel, global_step: int, losses: list[float], sample_examples: list[dict]) -> TrainResult:
     """Keep a resumable state when the time budget stopped the run, save the pipeline (EMA weights), its
     training config and the final sample grid."""
-    if global_step < config.max_steps and config.checkpoint_every > 0 and global_step % config.checkpoint_every:
-        accelerator.print(f"time budget of {config.max_minutes} min used up at step {global_step}")
-        save_checkpoint(accelerator, config.output_dir, global_step, config.max_steps, "unet", config.checkpoints_total_limit)
+    save_stopped_run(accelerator, config.output_dir, global_step, config, "unet")
     accelerator.wait_for_everyone()
     trained = accelerator.unwrap_model(unet)
     ema_unet = ema_copy(trained, ema)

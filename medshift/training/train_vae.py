@@ -37,6 +37,7 @@ from medshift.training.common import (
     option,
     TimeBudget,
     save_checkpoint,
+    save_stopped_run,
     save_grid,
 )
 from medshift.training.data import (
@@ -215,6 +216,7 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
         if budget.exhausted():  # checked after a step, so every run trains at least one
             break
     progress.close()
+    save_stopped_run(accelerator, output_dir, global_step, config, "vae")
 
     accelerator.wait_for_everyone()
     vae = accelerator.unwrap_model(model).vae.eval()

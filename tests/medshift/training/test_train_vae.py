@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from medshift.training.common import list_checkpoints
 from medshift.training.data import load_split, prepare_example
 from medshift.vae_codec import encode_grey
 from medshift.training.train_vae import VaeTrainConfig, run_vae_training
@@ -42,3 +43,13 @@ def test_vae_learns_and_sets_the_scaling_factor(tiny_dataset, tmp_path, tiny_vae
 def test_crop_larger_than_resolution_is_refused(tiny_dataset, tmp_path, tiny_vae_config):
     with pytest.raises(ValueError, match="crop_size"):
         run_vae_training(VaeTrainConfig(dataset=str(tiny_dataset), output_dir=str(tmp_path), resolution=32, crop_size=64, vae_config=tiny_vae_config))
+
+
+def test_a_run_stopped_by_its_time_budget_keeps_a_resumable_checkpoint(tiny_dataset, tmp_path, tiny_vae_config):
+    # a budget far below one step's time: training stops after its first step, between checkpoints
+    config = VaeTrainConfig(
+        dataset=str(tiny_dataset), output_dir=str(tmp_path / "vae"), resolution=64, crop_size=32, vae_config=tiny_vae_config,
+        max_steps=1000, max_minutes=1e-9, checkpoint_every=50, num_sample_images=0, show_progress=False,
+    )  # fmt: skip
+    assert run_vae_training(config).global_step == 1
+    assert [step for step, _ in list_checkpoints(tmp_path / "vae")] == [1]
