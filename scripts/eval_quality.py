@@ -83,12 +83,19 @@ def reconstruction_ceiling(pipe: Any, truths: list[np.ndarray]) -> dict[str, dic
     return ceiling
 
 
+def network_calls(pipe: Any, tau: float, steps: int) -> int:
+    """UNet calls (solver stages included) that `steps` spend between t = 1 and t = tau, one direction."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # leave the pipeline's own untouched
+    scheduler.set_timesteps(steps, t_from=1.0, t_to=tau)
+    return len(scheduler.timesteps)
+
+
 def matched_sdedit_steps(pipe: Any, tau: float, steps: int) -> tuple[int, int]:
     """(num_inference_steps for SDEdit, network evaluations per image) so that SDEdit's generation alone
     costs what MedShift's inversion plus generation costs at `steps`."""
-    evaluations = 2 * pipe.scheduler.steps_between(1.0, tau, steps)
+    evaluations = 2 * network_calls(pipe, tau, steps)
     for candidate in range(2 * steps - 2, 2 * steps + 3):
-        if pipe.scheduler.steps_between(1.0, tau, candidate) == evaluations:
+        if network_calls(pipe, tau, candidate) == evaluations:
             return candidate, evaluations
     raise ValueError(f"no SDEdit step count matches MedShift's {evaluations} evaluations at tau {tau}")
 
@@ -102,7 +109,7 @@ def score_methods(pipe: Any, data: Any, truths: list[np.ndarray], backbones: Any
     taus = sorted(set(args.taus) | {pipe.config.default_tau, GOAL_TAU}, reverse=True)
     plan: list[tuple[Run, int | None, int]] = [(Run("identity", None), None, 0)]
     for tau in taus:
-        plan.append((Run("medshift", tau), args.steps, 2 * pipe.scheduler.steps_between(1.0, tau, args.steps)))
+        plan.append((Run("medshift", tau), args.steps, 2 * network_calls(pipe, tau, args.steps)))
     for tau in sorted(args.taus, reverse=True):
         plan.append((Run("sdedit", tau), *matched_sdedit_steps(pipe, tau, args.steps)))
     rows = []
