@@ -15,21 +15,23 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
 import cv2
 import numpy as np
 import PIL.Image
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom", ".dic"})
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
 SIXTEEN_BIT_MODES: frozenset[str] = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})  # PIL opens most 16-bit PNGs as I
 
-ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+ImageInput = Union[PIL.Image.Image, np.ndarray, "torch.Tensor", str, os.PathLike]
 GreyImage = tuple[np.ndarray, bool]  # (float32 HxW in [0, 1], was 16-bit)
 
 
@@ -94,8 +96,18 @@ def _grey_channels_last(image: np.ndarray) -> np.ndarray:
     return image[..., :3].mean(axis=-1)  # RGB(A) -> grey; alpha ignored
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether `value` is a torch tensor, without importing torch: the builder's worker processes use this
+    module, and importing torch there would cost each of them about a second and 300 MB. A tensor can only
+    exist once some code has imported torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def tensor_to_grey(tensor: torch.Tensor) -> list[GreyImage]:
     """torch HxW, CxHxW (C in 1, 3) or NxCxHxW; uint8 / 16-bit integers scaled, float taken as [0, 1]."""
+    import torch
+
     t = tensor.detach().cpu()
     if t.dtype == torch.uint8:
         t, is16 = t.float() / 255.0, False
@@ -147,7 +159,7 @@ def to_grey_images(image: ImageInput | Sequence[ImageInput]) -> list[GreyImage]:
         return [pil_to_grey(image)]
     if isinstance(image, np.ndarray):
         return numpy_to_grey(image)
-    if isinstance(image, torch.Tensor):
+    if is_tensor(image):
         return tensor_to_grey(image)
     raise ValueError(
         f"unsupported image type {type(image).__name__}: pass PIL images, numpy arrays, torch tensors, file paths or lists of them"
@@ -180,7 +192,9 @@ def resize(image: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarra
     if (height, width) == tuple(size):
         return image
     shrinking = size[0] * size[1] < height * width
-    if isinstance(image, torch.Tensor):
+    if is_tensor(image):
+        import torch.nn.functional as F
+
         return F.interpolate(image, size=tuple(size), mode="area" if shrinking else "bicubic")
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     return cv2.resize(np.asarray(image, dtype=np.float32), (size[1], size[0]), interpolation=interpolation)

@@ -49,3 +49,11 @@ def test_keep_freed_memory_stops_page_faults_between_files():
     assert kept == "True"
     # each file's buffers (about 9 MB) would otherwise be mapped and zero-filled again: ~2,000 faults
     assert faults < 20
+
+
+def test_build_workers_do_not_import_torch():
+    # every worker process imports these modules; torch would cost each about a second and 300 MB
+    modules = "xdigiskull.processing, xdigiskull.build, xdigiskull.image_io, xdigiskull.reading, xdigiskull.cli"
+    code = f"import sys, {modules}; heavy = [m for m in ('torch', 'diffusers', 'datasets') if m in sys.modules]; print(heavy)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
