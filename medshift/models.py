@@ -24,8 +24,9 @@ from typing import Any
 
 from xdigiskull.classes import CLASS_NAMES
 
-# five classes + the null (unconditional) class, whose index is len(CLASS_NAMES)
-NUM_CLASS_EMBEDS = len(CLASS_NAMES) + 1
+# the null (unconditional) class of classifier-free guidance comes after the five X-DigiSkull classes
+NULL_LABEL = len(CLASS_NAMES)
+NUM_CLASS_EMBEDS = NULL_LABEL + 1
 LATENT_CHANNELS = 4
 
 

@@ -18,7 +18,6 @@ import torch
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import resize_square, to_unit_float
 
-NULL_LABEL = len(CLASS_NAMES)  # the unconditional class used for classifier-free guidance
 
 
 def load_split(

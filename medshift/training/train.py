@@ -43,8 +43,8 @@ from medshift.training.common import (
     save_grid,
     start_accelerator,
 )
+from medshift.models import NULL_LABEL, NUM_CLASS_EMBEDS
 from medshift.training.data import (
-    NULL_LABEL,
     StreamingXDigiSkullImages,
     XDigiSkullImages,
     has_split,
@@ -126,9 +126,9 @@ def unet_config_for(name: str | dict, latent_channels: int) -> dict:
     else:
         raise ValueError(f"--unet-config must be 'demo', 'paper' or a JSON file, got {name!r}")
     config.update(in_channels=latent_channels, out_channels=latent_channels)
-    if config.get("num_class_embeds") != len(CLASS_NAMES) + 1:
+    if config.get("num_class_embeds") != NUM_CLASS_EMBEDS:
         raise ValueError(
-            f"the UNet needs num_class_embeds={len(CLASS_NAMES) + 1} (5 classes + the null class), "
+            f"the UNet needs num_class_embeds={NUM_CLASS_EMBEDS} (5 classes + the null class), "
             f"got {config.get('num_class_embeds')}"
         )
     return config
