@@ -217,7 +217,8 @@ def _convert(source: Source, original: Path, into: Path) -> Path:
     else:
         state = lpips_state_dict(load_numpy_pickle(original))
     target = into / source.converted
-    save_file(state, str(target), metadata={"origin": f"{source.requirement}:{source.member}", "sha256": source.sha256})
+    # one metadata entry: safetensors writes several in hash order, so the file's bytes (and hash) would vary
+    save_file(state, str(target), metadata={"origin": f"{source.requirement}:{source.member} sha256:{source.sha256}"})
     os.chmod(target, 0o644)  # readable like the originals (safetensors writes 0600)
     return target
 

