@@ -19,10 +19,11 @@ from pydicom.filereader import read_partial
 
 from xdigiskull.classes import CLASS_NAMES, split_class_name
 from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag, mask_corners, source_id, technical_values
+from xdigiskull.image_io import is_dicom
 from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
-from xdigiskull.reading import SelectionTooLarge, SourceError, check_regular_file, describe, is_dicom_path, read_source
+from xdigiskull.reading import SelectionTooLarge, SourceError, check_regular_file, describe, read_source
 from xdigiskull.row import DatasetRow
 
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
@@ -237,7 +238,7 @@ def label_file(relative: str, path: str, labeler: Labeler) -> LabelInfo | LabelE
     rules need cannot be read (``unreadable-header``) or labelling fails unexpectedly (``internal-error``).
     """
     ds: Dataset | None = None
-    if labeler.needs_header and is_dicom_path(Path(path)):
+    if labeler.needs_header and is_dicom(Path(path)):
         ds, problem = _read_label_header(path, labeler)
         if ds is None and labeler.mode == "rules":
             return SourceError("unreadable-header", f"the header the labelling rules test cannot be read: {problem}")

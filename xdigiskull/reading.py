@@ -32,7 +32,7 @@ from pydicom.tag import BaseTag, Tag
 
 from xdigiskull.png import PNG_SIGNATURE
 
-from xdigiskull.image_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom
+from xdigiskull.image_io import DICOM_SUFFIXES, IMAGE_SUFFIXES
 
 # files without a suffix are read as DICOM (exports from PACS often have none)
 READ_AS_DICOM: frozenset[str] = DICOM_SUFFIXES | {""}
@@ -98,9 +98,6 @@ class SourceImage:
     digest: str
     warnings: list[str] = field(default_factory=list)
     skipped: dict[int, SourceError] = field(default_factory=dict)
-
-
-is_dicom_path = is_dicom  # the name the builder's processing imports
 
 
 def is_supported_path(path: Path) -> bool:
