@@ -318,6 +318,14 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def mean_similarity(images: list[np.ndarray], references: list[np.ndarray]) -> dict[str, float | None]:
+    """Mean SSIM and PSNR of each image against its reference (None for no pairs)."""
+    return {
+        "ssim": _mean([ssim(a, b) for a, b in zip(images, references)]),
+        "psnr": _mean([psnr(a, b) for a, b in zip(images, references)]),
+    }
+
+
 def score_run(
     translations: list[np.ndarray],
     sources: list[np.ndarray],
@@ -339,15 +347,13 @@ def score_run(
     # CMMD's estimator (RBF sigma 10, x1000, L2-normalised); it is CMMD only on CLIP embeddings
     scores["mmd"] = cmmd(target_embeddings, embeddings)
     # structure: each translation against its own source image
-    scores["ssim"] = _mean([ssim(t, s) for t, s in zip(translations, sources)])
-    scores["psnr"] = _mean([psnr(t, s) for t, s in zip(translations, sources)])
+    scores.update(mean_similarity(translations, sources))
     scores["lpips"] = float(backbones.lpips.distance(translations, sources).mean()) if backbones.lpips is not None else None
     # paired ground truth: the real-domain render of the same pose
     paired = [(t, r) for t, r in zip(translations, references) if r is not None]
     scores["paired"] = {
         "count": len(paired),
-        "ssim": _mean([ssim(t, r) for t, r in paired]),
-        "psnr": _mean([psnr(t, r) for t, r in paired]),
+        **mean_similarity([t for t, _ in paired], [r for _, r in paired]),
         "lpips": float(backbones.lpips.distance(*zip(*paired)).mean()) if paired and backbones.lpips is not None else None,
     }
     return scores

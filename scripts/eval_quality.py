@@ -64,22 +64,14 @@ def make_head(work: Path, views: int, seed: int) -> tuple[Path, Path]:
     return dataset, raw / "ground_truth"
 
 
-def similarity(images: list[np.ndarray], references: list[np.ndarray]) -> dict[str, float]:
-    """Mean SSIM and PSNR of images against their references."""
-    from medshift.metrics import psnr, ssim
-
-    return {
-        "ssim": float(np.mean([ssim(a, b) for a, b in zip(images, references)])),
-        "psnr": float(np.mean([psnr(a, b) for a, b in zip(images, references)])),
-    }
-
-
 def reconstruction_ceiling(pipe: Any, truths: list[np.ndarray]) -> dict[str, dict[str, float]]:
     """The VAE's reconstruction (tau = 1) of the ground truth, at the model's resolution and at full size."""
+    from medshift.evaluate import mean_similarity
+
     ceiling = {}
     for name, resolution in (("default", pipe.config.resolution), ("full", SIZE)):
         out = pipe(np.stack(truths), target=TARGET, tau=1.0, processing_resolution=resolution, output_type="np").images
-        ceiling[name] = {"processing_resolution": resolution, **similarity([image[..., 0] for image in out], truths)}
+        ceiling[name] = {"processing_resolution": resolution, **mean_similarity([image[..., 0] for image in out], truths)}
     return ceiling
 
 
@@ -179,7 +171,7 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every figure of the goals for one phantom head; the content of the JSON file."""
-    from medshift.evaluate import Backbones, EvaluationConfig, load_evaluation_data, load_ground_truth, load_pipeline
+    from medshift.evaluate import Backbones, EvaluationConfig, load_evaluation_data, load_ground_truth, load_pipeline, mean_similarity
     from medshift.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures.from_cache()
@@ -202,7 +194,7 @@ def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "num_inference_steps": args.steps, "default_tau": pipe.config.default_tau,
         "guidance_scale": pipe.config.default_guidance_scale, "solver": pipe.scheduler.config.solver,
         "cfid_backbone": inception.name, "reconstruction_ceiling": ceiling, "methods": methods,
-        "real_acquisition": similarity([data.target_by_pair[p] for p in data.source_pair_ids], truths),
+        "real_acquisition": mean_similarity([data.target_by_pair[p] for p in data.source_pair_ids], truths),
         "checkpoint_mb": checkpoint_megabytes(Path(args.model)),
     }  # fmt: skip
     results["goals"] = check_goals(results, pipe.config.default_tau)
