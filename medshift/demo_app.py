@@ -15,11 +15,10 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import PIL.Image
 
 from medshift.pipeline_medshift import MedShiftPipeline
 from medshift.translate import DEFAULT_MODEL
-from xdigiskull.image_io import atomic_write
+from xdigiskull.image_io import atomic_write, unit_to_pil
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import DICOM_SUFFIXES, IMAGE_SUFFIXES, SourceError, read_source
 
@@ -90,7 +89,7 @@ def save_png16(image: np.ndarray, folder: str | os.PathLike, name: str) -> str:
             old.unlink(missing_ok=True)
     path = folder / name
     with atomic_write(path) as partial:
-        PIL.Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)).save(partial, format="PNG")
+        unit_to_pil(image, sixteen_bit=True).save(partial, format="PNG")
     return str(path)
 
 

@@ -35,7 +35,7 @@ from medshift.flow_matching import guided_velocity
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import decode_grey, encode_grey
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import GreyImage, resize, to_grey_images
+from xdigiskull.image_io import GreyImage, resize, to_grey_images, unit_to_pil
 
 PipelineImageInput = Union[
     PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]]
@@ -462,11 +462,4 @@ class MedShiftPipeline(DiffusionPipeline):
         arrays = [o.permute(1, 2, 0).numpy().astype(np.float32) for o in outputs]  # (H, W, 1)
         if output_type == "np":
             return np.stack(arrays) if same_size else arrays
-        pil = []
-        for array, sixteen in zip(arrays, is16):
-            grey = array[..., 0]
-            if sixteen:
-                pil.append(PIL.Image.fromarray(np.round(grey * 65535).astype(np.uint16)))
-            else:
-                pil.append(PIL.Image.fromarray(np.round(grey * 255).astype(np.uint8)))
-        return pil
+        return [unit_to_pil(array[..., 0], sixteen) for array, sixteen in zip(arrays, is16)]

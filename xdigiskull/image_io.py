@@ -166,6 +166,14 @@ def to_grey_images(image: ImageInput | Sequence[ImageInput]) -> list[GreyImage]:
     )
 
 
+def unit_to_pil(image: np.ndarray, sixteen_bit: bool) -> PIL.Image.Image:
+    """Grey float HxW in [0, 1] (clipped) -> a PIL image, 16-bit (I;16) or 8-bit (L), rounded to nearest."""
+    grey = np.clip(image, 0.0, 1.0)
+    if sixteen_bit:
+        return PIL.Image.fromarray(np.round(grey * 65535).astype(np.uint16))
+    return PIL.Image.fromarray(np.round(grey * 255).astype(np.uint8))
+
+
 def to_unit_float(image: Any) -> np.ndarray:
     """One image -> float32 HxW in [0, 1] (clipped). Also takes a dataset's undecoded {"bytes", "path"} dict."""
     if isinstance(image, dict):

@@ -5,7 +5,7 @@ import PIL.Image
 import pytest
 import torch
 
-from xdigiskull.image_io import atomic_write, is_dicom, resize, resize_square, to_grey_images, to_unit_float
+from xdigiskull.image_io import atomic_write, is_dicom, resize, resize_square, to_grey_images, to_unit_float, unit_to_pil
 
 
 def test_is_dicom_by_suffix_or_marker(tmp_path, write_dicom):
@@ -60,3 +60,12 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash while writing")
     assert path.read_text() == "first"
     assert sorted(p.name for p in path.parent.iterdir()) == ["card.md"]  # no temporary left behind
+
+
+def test_unit_to_pil_rounds_to_8_or_16_bit_and_clips():
+    grey = np.array([[-0.5, 0.0, 0.5, 1.0, 1.5]], dtype=np.float32)
+    sixteen = unit_to_pil(grey, sixteen_bit=True)
+    assert sixteen.mode == "I;16" and np.asarray(sixteen).tolist() == [[0, 0, 32768, 65535, 65535]]
+    eight = unit_to_pil(grey, sixteen_bit=False)
+    assert eight.mode == "L" and np.asarray(eight).tolist() == [[0, 0, 128, 255, 255]]
+    assert to_grey_images(sixteen)[0][1] and not to_grey_images(eight)[0][1]  # the bit depth reads back
