@@ -39,7 +39,7 @@ Recommended tau: **{tau}** (higher keeps more structure, lower gives more realis
 
 ## Model
 
-- VAE: `AutoencoderKL`, {vae_params:.1f}M parameters, {vae_in} input channel(s),
+- VAE: `{vae_class}`, {vae_params:.1f}M parameters, {vae_in} input channel(s),
   {vae_latent} latent channels, scaling factor {scaling_factor:.5g}.
 - UNet: `UNet2DModel`, {unet_params:.1f}M parameters, channels {unet_channels}.
 - Scheduler: `FlowMatchODEScheduler` ({solver}, {steps} steps over [0, 1]).
@@ -119,6 +119,7 @@ def make_model_card(
         guidance_scale=float(config.default_guidance_scale),
         class_lines=class_lines,
         null_index=len(class_names),
+        vae_class=type(vae).__name__,
         vae_params=_num_params(vae),
         vae_in=vae.config.in_channels,
         vae_latent=vae.config.latent_channels,

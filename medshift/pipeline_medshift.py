@@ -2,7 +2,7 @@
 
 One pipeline, three components:
 
-- `vae` (`AutoencoderKL`): images in [-1, 1] <-> latents (times `vae.config.scaling_factor`).
+- `vae` (`AutoencoderDC` or `AutoencoderKL`): images in [-1, 1] <-> latents (times `vae.config.scaling_factor`).
 - `unet` (`UNet2DModel` with `num_class_embeds = len(class_names) + 1`): the velocity v(x_t, t, class);
   the last class index is the null class used for classifier-free guidance.
 - `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions (diffusers' contract:
@@ -26,14 +26,13 @@ from typing import Any, Iterator, Sequence, Union
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
-from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
-from medshift.vae_codec import decode_grey, encode_grey
+from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import GreyImage, resize, to_grey_images, unit_to_pil
 
@@ -52,8 +51,9 @@ class MedShiftPipeline(DiffusionPipeline):
     r"""Translate grey X-ray images into a target domain (e.g. synthetic -> real) keeping the anatomy.
 
     Args:
-        vae: `AutoencoderKL` with 1 (grey) or 3 (RGB, e.g. `stabilityai/sd-vae-ft-mse`: grey is replicated
-            and the output averaged back) input channels. Images enter it in [-1, 1].
+        vae: `AutoencoderDC` (the shipped demo VAE) or `AutoencoderKL` with 1 (grey) or 3 (RGB, e.g.
+            `stabilityai/sd-vae-ft-mse`: grey is replicated and the output averaged back) input channels.
+            Images enter it in [-1, 1].
         unet: class-conditional `UNet2DModel` predicting the flow velocity; `num_class_embeds` must be
             `len(class_names) + 1` (the last index is the null class for classifier-free guidance).
         scheduler: `FlowMatchODEScheduler`; its config holds the default number of steps and solver.
@@ -75,7 +75,7 @@ class MedShiftPipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: Autoencoder,
         unet: UNet2DModel,
         scheduler: FlowMatchODEScheduler,
         class_names: list[str] | tuple[str, ...] = CLASS_NAMES,
@@ -118,7 +118,7 @@ class MedShiftPipeline(DiffusionPipeline):
     @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell (8 for the demo and SD VAEs)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return downsampling_factor(self.vae)
 
     @property
     def latent_multiple(self) -> int:
@@ -339,19 +339,9 @@ class MedShiftPipeline(DiffusionPipeline):
         pixels = resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
         # the VAE sees the image padded to its own factor only (780 -> 784, not 832): it is the costly part,
         # and the UNet's larger multiple is met by padding the latents instead
-        pixels, crop = self._pad(pixels, self.vae_scale_factor)
-        latents, latent_crop = self._pad(self.encode_images(pixels).float(), self.latent_multiple)
+        pixels, crop = pad_to_multiple(pixels, self.vae_scale_factor)
+        latents, latent_crop = pad_to_multiple(self.encode_images(pixels).float(), self.latent_multiple)
         return latents, crop, latent_crop
-
-    @staticmethod
-    def _pad(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Pad (N, C, H, W) at the bottom/right to multiples of `m` (reflect where possible); returns the old size."""
-        h, w = x.shape[-2:]
-        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        return x, (h, w)
 
     def postprocess(self, latents: torch.Tensor, crop: tuple[int, int], latent_crop: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """Latents -> (N, 1, H, W) images in [0, 1] on the CPU, cropped and resized back to the input `size`."""

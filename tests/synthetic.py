@@ -116,6 +116,21 @@ TINY_VAE_CONFIG = {
     "sample_size": SIDE,
 }
 
+# the shipped VAE's kind (medshift.models.demo_vae_config): AutoencoderDC, four levels (8x), no attention
+TINY_DC_VAE_CONFIG = {
+    "_class_name": "AutoencoderDC",
+    "in_channels": 1,
+    "latent_channels": 4,
+    "encoder_block_types": "ResBlock",
+    "decoder_block_types": "ResBlock",
+    "encoder_block_out_channels": (8, 8, 16, 16),
+    "decoder_block_out_channels": (8, 8, 16, 16),
+    "encoder_layers_per_block": (1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1),
+    "encoder_qkv_multiscales": ((), (), (), ()),
+    "decoder_qkv_multiscales": ((), (), (), ()),
+}
+
 TINY_UNET_CONFIG = {
     "in_channels": 4,
     "out_channels": 4,

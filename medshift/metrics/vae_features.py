@@ -17,13 +17,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 
 from medshift.metrics.backbones import FeatureBackbone, to_tensor_batch
+from medshift.vae_codec import Autoencoder, encode_unscaled, pad_to_multiple, downsampling_factor
 
 
 class VAELatentFeatures(FeatureBackbone):
-    """Pooled latent means of an `AutoencoderKL` encoder.
+    """Pooled latents (posterior means) of an `AutoencoderKL` or `AutoencoderDC` encoder.
 
     Args:
         vae: the VAE (e.g. ``pipeline.vae``).
@@ -32,7 +32,7 @@ class VAELatentFeatures(FeatureBackbone):
         name: reported with every number computed on these features.
     """
 
-    def __init__(self, vae: AutoencoderKL, resolution: int, grid: int = 8, name: str = "vae-latent") -> None:
+    def __init__(self, vae: Autoencoder, resolution: int, grid: int = 8, name: str = "vae-latent") -> None:
         self.vae = vae.eval()
         self.resolution = int(resolution)
         self.grid = int(grid)
@@ -45,5 +45,5 @@ class VAELatentFeatures(FeatureBackbone):
         x = to_tensor_batch(resized, param.device).to(param.dtype) * 2.0 - 1.0
         if self.vae.config.in_channels == 3:  # RGB VAEs (e.g. Stable Diffusion's) see grey replicated
             x = x.repeat(1, 3, 1, 1)
-        latent = self.vae.encode(x).latent_dist.mean
+        latent = encode_unscaled(self.vae, pad_to_multiple(x, downsampling_factor(self.vae))[0])
         return F.adaptive_avg_pool2d(latent, self.grid).flatten(1).double().cpu().numpy()

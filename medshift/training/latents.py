@@ -17,30 +17,33 @@ from pathlib import Path
 
 import datasets
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medshift.training.data import prepare_example
-from medshift.vae_codec import encode_grey
+from medshift.vae_codec import AUTOENCODERS, Autoencoder, encode_grey
 from xdigiskull.image_io import atomic_write
 
 
-def load_vae(vae: str, device: torch.device | str = "cpu") -> AutoencoderKL:
-    """Load an AutoencoderKL from a local folder (e.g. `medshift train-vae` output, or a saved
-    MedShiftPipeline, whose `vae` subfolder is used) or a Hub id; safetensors weights only."""
+def load_vae(vae: str, device: torch.device | str = "cpu") -> Autoencoder:
+    """Load an AutoencoderKL or AutoencoderDC (the class its config.json names) from a local folder (e.g.
+    `medshift train-vae` output, or a saved MedShiftPipeline, whose `vae` subfolder is used) or a Hub id;
+    safetensors weights only."""
     path = Path(vae)
     subfolder = "vae" if (path / "vae" / "config.json").exists() else None
     try:
-        model = AutoencoderKL.from_pretrained(vae, subfolder=subfolder, use_safetensors=True)
+        model = AutoModel.from_pretrained(vae, subfolder=subfolder, use_safetensors=True)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot load an AutoencoderKL from {vae!r}: {error}") from error
-    if model.config.in_channels not in (1, 3) or model.config.out_channels not in (1, 3):
+        raise ValueError(f"cannot load an AutoencoderKL or AutoencoderDC from {vae!r}: {error}") from error
+    if not isinstance(model, AUTOENCODERS):
+        raise ValueError(f"{vae!r} holds a {type(model).__name__}, not an AutoencoderKL or AutoencoderDC")
+    if model.config.in_channels not in (1, 3) or getattr(model.config, "out_channels", model.config.in_channels) not in (1, 3):
         raise ValueError(f"VAE {vae!r} has {model.config.in_channels} input channels; expected 1 (grey) or 3 (RGB)")
     return model.to(device).eval().requires_grad_(False)
 
 
-def vae_fingerprint(vae: AutoencoderKL) -> str:
+def vae_fingerprint(vae: Autoencoder) -> str:
     """Short hash of a VAE's config and weights: a cache built with other weights is never reused."""
     digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
@@ -86,7 +89,7 @@ class LatentDataset(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def encode_dataset(
-    vae: AutoencoderKL,
+    vae: Autoencoder,
     data: datasets.Dataset | datasets.IterableDataset,
     resolution: int,
     flip: bool = False,
@@ -134,7 +137,7 @@ def cache_path(cache_dir: str | Path, dataset: str, split: str, resolution: int,
 
 
 def load_or_build_cache(
-    vae: AutoencoderKL,
+    vae: Autoencoder,
     data: datasets.Dataset | datasets.IterableDataset,
     dataset: str,
     split: str,

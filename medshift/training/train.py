@@ -16,6 +16,7 @@ MedShiftPipeline gets.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import AutoencoderKL, UNet2DModel
+from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -52,7 +53,7 @@ from medshift.training.data import (
     pick_examples,
 )
 from medshift.training.latents import LatentDataset, load_or_build_cache, load_vae
-from medshift.vae_codec import encode_grey
+from medshift.vae_codec import Autoencoder, downsampling_factor, encode_grey
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import resize_square, to_unit_float
 
@@ -65,8 +66,9 @@ class TrainConfig:
 
     dataset: str = field(metadata=option("Built X-DigiSkull: local folder or Hugging Face Hub dataset id."))
     output_dir: str = field(metadata=option("Where the trained MedShiftPipeline (and checkpoints/) is written."))
-    vae: str = field(metadata=option("AutoencoderKL to train in: `medshift train-vae` output, a saved pipeline, or a Hub id (RGB VAEs get grey replicated to RGB)."))
-    resolution: int = field(default=256, metadata=option("Images are downscaled (INTER_AREA) to this side before encoding."))
+    vae: str = field(metadata=option("AutoencoderKL or AutoencoderDC to train in: `medshift train-vae` output, a saved pipeline, or a Hub id (RGB VAEs get grey replicated to RGB)."))
+    resolution: int = field(default=256, metadata=option("Images are resized (INTER_AREA) to this side before encoding; 780 keeps X-DigiSkull's own pixels. Also the pipeline's processing resolution."))
+    latent_crop: int | None = field(default=None, metadata=option("Train on random crops of this many latent cells per side (a multiple of 2^(UNet levels - 1)); none: whole latents."))
     unet_config: str | dict = field(default="demo", metadata=option("UNet size: 'demo', 'paper' or a JSON file of UNet2DModel arguments."))
     train_split: str = field(default="train", metadata=option("Split to train on."))
     validation_split: str = field(default="validation", metadata=option("Split the sample grids take their inputs from."))
@@ -134,7 +136,7 @@ def unet_config_for(name: str | dict, latent_channels: int) -> dict:
     return config
 
 
-def build_pipeline(vae: AutoencoderKL, unet: UNet2DModel, config: TrainConfig):
+def build_pipeline(vae: Autoencoder, unet: UNet2DModel, config: TrainConfig):
     """Assemble the MedShiftPipeline that `--output-dir` receives."""
     from medshift.pipeline_medshift import MedShiftPipeline
     from medshift.scheduling_flow_match import FlowMatchODEScheduler
@@ -172,7 +174,7 @@ def save_samples(pipeline, examples: list[dict], config: TrainConfig, path: Path
     return save_grid(rows, path)
 
 
-def make_dataloader(config: TrainConfig, vae: AutoencoderKL, accelerator: Accelerator) -> torch.utils.data.DataLoader:
+def make_dataloader(config: TrainConfig, vae: Autoencoder, accelerator: Accelerator) -> torch.utils.data.DataLoader:
     """Cached latents (default) or images that are encoded on the fly."""
     data = load_split(config.dataset, config.train_split, streaming=config.streaming)
     if config.cache_latents:
@@ -207,7 +209,7 @@ def make_dataloader(config: TrainConfig, vae: AutoencoderKL, accelerator: Accele
     )
 
 
-def batch_latents(batch: dict, vae: AutoencoderKL) -> torch.Tensor:
+def batch_latents(batch: dict, vae: Autoencoder) -> torch.Tensor:
     """Latents of a batch: read from the cache, or encoded now."""
     if "latents" in batch:
         return batch["latents"]
@@ -222,21 +224,36 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"label_dropout must be in [0, 1), got {config.label_dropout}")
 
 
-def build_unet(config: TrainConfig, vae: AutoencoderKL) -> UNet2DModel:
-    """A fresh UNet of `config.unet_config` for the VAE's latents at `config.resolution`."""
+def build_unet(config: TrainConfig, vae: Autoencoder) -> UNet2DModel:
+    """A fresh UNet of `config.unet_config` for the VAE's latents at `config.resolution` (or their crops)."""
     unet_config = unet_config_for(config.unet_config, vae.config.latent_channels)
-    # the latent side must survive the VAE's and the UNet's downsamplings without rounding
-    multiple = 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (len(unet_config["block_out_channels"]) - 1)
-    if config.resolution % multiple:
-        raise ValueError(f"resolution must be a multiple of {multiple} for this VAE and UNet, got {config.resolution}")
-    unet_config["sample_size"] = config.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+    latent_side = math.ceil(config.resolution / downsampling_factor(vae))  # encode_grey pads to the VAE's factor
+    # what the UNet sees must survive its downsamplings without rounding
+    multiple = 2 ** (len(unet_config["block_out_channels"]) - 1)
+    trained_side = latent_side if config.latent_crop is None else config.latent_crop
+    if trained_side % multiple:
+        what = f"--latent-crop {config.latent_crop}" if config.latent_crop else f"the latent side {latent_side} (resolution {config.resolution})"
+        raise ValueError(f"{what} must be a multiple of {multiple} for this UNet; set --latent-crop or another resolution")
+    if trained_side > latent_side:
+        raise ValueError(f"--latent-crop {config.latent_crop} exceeds the latent side {latent_side} at resolution {config.resolution}")
+    unet_config["sample_size"] = trained_side
     return UNet2DModel(**unet_config).train()
 
 
-def flow_matching_loss(unet: UNet2DModel, vae: AutoencoderKL, batch: dict, label_dropout: float) -> torch.Tensor:
+def random_crops(latents: torch.Tensor, size: int | None) -> torch.Tensor:
+    """A random size x size window of each latent in the batch (each its own); all of them for None."""
+    if size is None:
+        return latents
+    height, width = latents.shape[-2:]
+    tops = torch.randint(0, height - size + 1, (len(latents),)).tolist()
+    lefts = torch.randint(0, width - size + 1, (len(latents),)).tolist()
+    return torch.stack([latent[..., y : y + size, x : x + size] for latent, y, x in zip(latents, tops, lefts)])
+
+
+def flow_matching_loss(unet: UNet2DModel, vae: Autoencoder, batch: dict, label_dropout: float, latent_crop: int | None = None) -> torch.Tensor:
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
-    with probability `label_dropout` (classifier-free guidance)."""
-    x1 = batch_latents(batch, vae)
+    with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given."""
+    x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
     eps = torch.randn_like(x1)
     t = torch.rand(x1.shape[0], device=x1.device)
@@ -279,7 +296,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     while global_step < config.max_steps:
         batch = next(batches)
         with accelerator.accumulate(unet):
-            loss = flow_matching_loss(unet, vae, batch, config.label_dropout)
+            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop)
             optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)
         running.append(accelerator.gather(loss.detach()).mean().item())
         if not accelerator.sync_gradients:

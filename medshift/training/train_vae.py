@@ -1,13 +1,18 @@
-"""`medshift train-vae`: a small single-channel AutoencoderKL for grey X-rays.
+"""`medshift train-vae`: a small single-channel autoencoder for grey X-rays.
 
-The paper uses a pretrained RGB VAE from the Hub; offline we train our own. Loss, per pixel:
+The paper uses a pretrained RGB VAE from the Hub; offline we train our own: by default the small
+`AutoencoderDC` of `medshift.models.demo_vae_config`, or an `AutoencoderKL` (`--vae-config kl`, or any
+JSON config). Loss, per pixel:
 
-    L1(x̂, x) + edge_weight · L1(∇x̂, ∇x) + kl_weight · KL(q(z|x) || N(0, I)) / pixels
+    L1(x̂, x) + edge_weight · L1(∇x̂, ∇x) [+ kl_weight · KL(q(z|x) || N(0, I)) / pixels for an AutoencoderKL]
 
 (the KL is summed over the latent and divided by the image's pixel count, so kl_weight means
-the same as in latent-diffusion autoencoders, where 1e-6 is usual). The edge term keeps bone
-edges and noise texture sharp where plain L1 blurs. Training uses random crops of the downscaled
-images: the VAE is fully convolutional, and crops make CPU steps affordable.
+the same as in latent-diffusion autoencoders, where 1e-6 is usual; AutoencoderDC is deterministic and
+has no KL term). The edge term keeps bone edges and noise texture sharp where plain L1 blurs. Training
+uses random crops of the images resized to --resolution (780, X-DigiSkull's own size, keeps them native):
+the VAE is fully convolutional, and crops make CPU steps affordable. AutoencoderDC normalises each
+pixel on its own, so crop training carries over to whole images exactly; AutoencoderKL's GroupNorm does
+not (see `medshift.models.kl_vae_config`).
 
 When training ends, `scaling_factor` is set to 1 / std of the latents of the training images
 (so flow matching sees unit-variance latents) and the VAE is saved with `save_pretrained`
@@ -40,6 +45,7 @@ from medshift.training.common import (
     save_stopped_run,
     save_grid,
 )
+from medshift.models import make_autoencoder
 from medshift.training.data import (
     StreamingXDigiSkullImages,
     XDigiSkullImages,
@@ -48,7 +54,7 @@ from medshift.training.data import (
     pick_examples,
     prepare_example,
 )
-from medshift.vae_codec import vae_input, vae_output
+from medshift.vae_codec import Autoencoder, downsampling_factor, encode_unscaled, pad_to_multiple, vae_input, vae_output
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
@@ -58,10 +64,10 @@ class VaeTrainConfig:
     """Everything `run_vae_training` needs, with its defaults; `medshift train-vae` has one option per field."""
 
     dataset: str = field(metadata=option("Built X-DigiSkull: local folder or Hugging Face Hub dataset id."))
-    output_dir: str = field(metadata=option("Where the trained AutoencoderKL (and checkpoints/) is written."))
-    resolution: int = field(default=256, metadata=option("Images are downscaled (INTER_AREA) to this side before cropping."))
-    crop_size: int = field(default=128, metadata=option("Side of the random training crops (multiple of 8)."))
-    vae_config: str | dict = field(default="demo", metadata=option("'demo' or a JSON file of AutoencoderKL arguments."))
+    output_dir: str = field(metadata=option("Where the trained autoencoder (and checkpoints/) is written."))
+    resolution: int = field(default=256, metadata=option("Images are resized (INTER_AREA) to this side before cropping; 780 keeps X-DigiSkull's own pixels."))
+    crop_size: int = field(default=128, metadata=option("Side of the random training crops (a multiple of the VAE's factor, 8 for the demo VAEs)."))
+    vae_config: str | dict = field(default="demo", metadata=option("'demo' (AutoencoderDC), 'kl' (the first demo AutoencoderKL) or a JSON file of AutoencoderKL/AutoencoderDC arguments."))
     train_split: str = field(default="train", metadata=option("Split to train on."))
     validation_split: str = field(default="validation", metadata=option("Split the reconstruction grid takes its inputs from."))
     batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
@@ -71,7 +77,7 @@ class VaeTrainConfig:
     warmup_steps: int = field(default=50, metadata=option("Linear learning-rate warmup steps.", min=0))
     lr_schedule: str = field(default="cosine", metadata=option("diffusers schedule name: cosine, constant_with_warmup, linear, ..."))
     weight_decay: float = field(default=0.0, metadata=option("AdamW weight decay."))
-    kl_weight: float = field(default=1e-6, metadata=option("Weight of the KL term (KL summed over the latent, per image pixel)."))
+    kl_weight: float = field(default=1e-6, metadata=option("Weight of the KL term of an AutoencoderKL (KL summed over the latent, per image pixel)."))
     edge_weight: float = field(default=0.5, metadata=option("Weight of the L1 loss on image gradients (0 disables)."))
     max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
     mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
@@ -90,27 +96,22 @@ class VaeTrainConfig:
 
 @dataclass
 class VaeTrainResult:
-    vae: AutoencoderKL
+    vae: Autoencoder
     global_step: int
     losses: list[float] = field(default_factory=list)
 
 
 def vae_config_for(name: str | dict) -> dict:
-    """Resolve `--vae-config`: "demo", a JSON file of AutoencoderKL arguments, or a dict."""
+    """Resolve `--vae-config`: "demo", "kl", a JSON file of AutoencoderKL/AutoencoderDC arguments, or a dict."""
+    from medshift.models import demo_vae_config, kl_vae_config
+
     if isinstance(name, dict):
         return dict(name)
-    if name == "demo":
-        from medshift.models import demo_vae_config
-
-        return demo_vae_config()
+    if name in ("demo", "kl"):
+        return demo_vae_config() if name == "demo" else kl_vae_config()
     if Path(name).is_file():
         return json.loads(Path(name).read_text())
-    raise ValueError(f"--vae-config must be 'demo' or a JSON file, got {name!r}")
-
-
-def downsampling_factor(vae: AutoencoderKL) -> int:
-    """Pixels per latent side: AutoencoderKL halves the side once per block but the last."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
+    raise ValueError(f"--vae-config must be 'demo', 'kl' or a JSON file, got {name!r}")
 
 
 def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +123,7 @@ class VaeWithLoss(torch.nn.Module):
     """The VAE plus its training loss in `forward`, so that DDP (which syncs gradients of what runs
     through its wrapper's forward) sees the encoder and the decoder in one call."""
 
-    def __init__(self, vae: AutoencoderKL, kl_weight: float, edge_weight: float):
+    def __init__(self, vae: Autoencoder, kl_weight: float, edge_weight: float):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
@@ -130,35 +131,45 @@ class VaeWithLoss(torch.nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruction (L1 + edge) and KL terms for one batch of grey pixels in [-1, 1]."""
-        posterior = self.vae.encode(vae_input(self.vae, pixels)).latent_dist
-        reconstruction = vae_output(self.vae, self.vae.decode(posterior.sample()).sample).float()
+        if isinstance(self.vae, AutoencoderKL):
+            posterior = self.vae.encode(vae_input(self.vae, pixels)).latent_dist
+            latent = posterior.sample()
+            kl = posterior.kl().float().mean() / pixels[0].numel()  # summed over the latent, per image pixel
+        else:  # deterministic autoencoder: no posterior, no KL
+            latent, kl = encode_unscaled(self.vae, vae_input(self.vae, pixels)), pixels.new_zeros(())
+        reconstruction = vae_output(self.vae, self.vae.decode(latent).sample).float()
         l1 = F.l1_loss(reconstruction, pixels)
         edge = sum(F.l1_loss(a, b) for a, b in zip(image_gradients(reconstruction), image_gradients(pixels)))
-        kl = posterior.kl().float().mean() / pixels[0].numel()  # summed over the latent, per image pixel
         return {"loss": l1 + self.edge_weight * edge + self.kl_weight * kl, "l1": l1, "edge": edge, "kl": kl}
 
 
 @torch.no_grad()
-def latent_std(vae: AutoencoderKL, data, resolution: int, count: int, batch_size: int = 8) -> float:
-    """Standard deviation of the (unscaled) posterior means of the first `count` images."""
+def latent_std(vae: Autoencoder, data, resolution: int, count: int, batch_size: int = 8) -> float:
+    """Standard deviation of the (unscaled) latents (posterior means) of the first `count` images."""
     values, batch = [], []
+
+    def flush() -> None:
+        pixels, _ = pad_to_multiple(torch.stack(batch).to(vae.device), downsampling_factor(vae))
+        values.append(encode_unscaled(vae, vae_input(vae, pixels)).float().cpu())
+        batch.clear()
+
     for index, example in enumerate(data):
         if index >= count:
             break
         batch.append(prepare_example(example, resolution)["pixel_values"])
         if len(batch) == batch_size:
-            values.append(vae.encode(vae_input(vae, torch.stack(batch).to(vae.device))).latent_dist.mode().float().cpu())
-            batch.clear()
+            flush()
     if batch:
-        values.append(vae.encode(vae_input(vae, torch.stack(batch).to(vae.device))).latent_dist.mode().float().cpu())
+        flush()
     return float(torch.cat(values).std())
 
 
 @torch.no_grad()
-def save_reconstructions(vae: AutoencoderKL, examples: list[dict], resolution: int, path: Path) -> Path:
+def save_reconstructions(vae: Autoencoder, examples: list[dict], resolution: int, path: Path) -> Path:
     """Grid: originals on the top row, reconstructions below."""
     pixels = torch.stack([prepare_example(example, resolution)["pixel_values"] for example in examples]).to(vae.device)
-    recon = vae_output(vae, vae.decode(vae.encode(vae_input(vae, pixels)).latent_dist.mode()).sample)
+    padded, (height, width) = pad_to_multiple(pixels, downsampling_factor(vae))
+    recon = vae_output(vae, vae.decode(encode_unscaled(vae, vae_input(vae, padded))).sample)[..., :height, :width]
     to_unit = lambda x: ((x.squeeze(0).float().cpu().numpy() + 1.0) / 2.0)  # noqa: E731
     return save_grid([[to_unit(x) for x in pixels], [to_unit(x) for x in recon]], path)
 
@@ -183,10 +194,10 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
         raise ValueError(f"crop_size ({config.crop_size}) must not exceed resolution ({config.resolution})")
     output_dir = Path(config.output_dir)
     accelerator = start_accelerator(config)
-    vae = AutoencoderKL(**vae_config_for(config.vae_config))
+    vae = make_autoencoder(vae_config_for(config.vae_config))
     factor = downsampling_factor(vae)
-    if config.crop_size % factor or config.resolution % factor:
-        raise ValueError(f"resolution and crop_size must be multiples of the VAE's downsampling factor {factor}")
+    if config.crop_size % factor:
+        raise ValueError(f"crop_size ({config.crop_size}) must be a multiple of the VAE's downsampling factor {factor}")
     vae.train()
 
     dataloader = vae_dataloader(config)
@@ -227,7 +238,7 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
     return VaeTrainResult(vae=vae, global_step=global_step, losses=losses)
 
 
-def save_vae(vae: AutoencoderKL, config: VaeTrainConfig) -> None:
+def save_vae(vae: Autoencoder, config: VaeTrainConfig) -> None:
     """Set the scaling factor for unit-variance latents (1 / std, as flow matching wants), save the VAE, its
     training config and a reconstruction grid."""
     output_dir = Path(config.output_dir)
@@ -241,4 +252,4 @@ def save_vae(vae: AutoencoderKL, config: VaeTrainConfig) -> None:
         save_reconstructions(vae, examples, config.resolution, output_dir / "samples" / "reconstructions.png")
 
 
-train_vae = config_command("train_vae", VaeTrainConfig, run_vae_training, "Train a small single-channel AutoencoderKL on a built X-DigiSkull (for `medshift train --vae`).")
+train_vae = config_command("train_vae", VaeTrainConfig, run_vae_training, "Train a small single-channel autoencoder (AutoencoderDC by default) on a built X-DigiSkull (for `medshift train --vae`).")

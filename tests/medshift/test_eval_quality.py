@@ -24,11 +24,11 @@ def _load_script():
 def tiny_model(tmp_path_factory) -> Path:
     """The demo architectures, shrunk to a few channels, with random weights (processing at 64 px)."""
     from medshift import FlowMatchODEScheduler, MedShiftPipeline
-    from medshift.models import demo_unet_config, demo_vae_config
+    from medshift.models import demo_unet_config, kl_vae_config
 
     torch.manual_seed(0)
     small = {"layers_per_block": 1, "norm_num_groups": 8}
-    vae = AutoencoderKL(**{**demo_vae_config(), **small, "block_out_channels": (8, 8, 8, 8)})
+    vae = AutoencoderKL(**{**kl_vae_config(), **small, "block_out_channels": (8, 8, 8, 8)})
     unet = UNet2DModel(**{**demo_unet_config(), **small, "block_out_channels": (8, 16, 16), "attention_head_dim": 8})
     pipe = MedShiftPipeline(vae, unet, FlowMatchODEScheduler(num_inference_steps=4), resolution=64, default_tau=0.3)
     path = tmp_path_factory.mktemp("model") / "medshift-tiny"

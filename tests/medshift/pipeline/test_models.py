@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
 
-from medshift.models import demo_unet_config, demo_vae_config, paper_unet_config, sd_vae_config, tile_vae
+from medshift.models import demo_unet_config, demo_vae_config, kl_vae_config, make_autoencoder, paper_unet_config, sd_vae_config, tile_vae
 from xdigiskull.classes import CLASS_NAMES
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "medshift-xdigiskull-demo"
@@ -17,17 +17,27 @@ def millions(model: torch.nn.Module) -> float:
 
 
 def test_demo_models_sizes_and_shapes():
-    vae = AutoencoderKL(**demo_vae_config())
+    vae = make_autoencoder(demo_vae_config())
     unet = UNet2DModel(**demo_unet_config())
-    assert 4.0 < millions(vae) < 6.5
+    assert type(vae).__name__ == "AutoencoderDC" and 2.0 < millions(vae) < 3.0
     assert 2.0 < millions(unet) < 3.5
     assert unet.config.num_class_embeds == len(CLASS_NAMES) + 1
     with torch.no_grad():
-        latents = vae.encode(torch.zeros(1, 1, 64, 96)).latent_dist.mean
+        latents = vae.encode(torch.zeros(1, 1, 64, 96)).latent
         assert latents.shape == (1, 4, 8, 12)  # 8x downsampling, 4 channels
         velocity = unet(latents, torch.tensor([500.0]), class_labels=torch.tensor([len(CLASS_NAMES)])).sample
         assert velocity.shape == latents.shape
         assert vae.decode(latents).sample.shape == (1, 1, 64, 96)
+    kl = make_autoencoder(kl_vae_config())  # the first demo VAE
+    assert type(kl).__name__ == "AutoencoderKL" and 4.0 < millions(kl) < 6.5
+
+
+def test_make_autoencoder_takes_the_class_from_the_config():
+    config = demo_vae_config()
+    assert type(make_autoencoder({k: v for k, v in config.items() if k != "_class_name"})).__name__ == "AutoencoderDC"
+    assert type(make_autoencoder({**kl_vae_config(), "_class_name": "AutoencoderKL", "_diffusers_version": "0.42.1"})).__name__ == "AutoencoderKL"
+    with pytest.raises(ValueError, match="'VQModel'; MedShift trains AutoencoderKL or AutoencoderDC"):
+        make_autoencoder({**config, "_class_name": "VQModel"})
 
 
 @pytest.mark.parametrize(
@@ -47,7 +57,7 @@ def test_paper_unet_is_class_conditional():
 
 @pytest.fixture(scope="module")
 def vae() -> AutoencoderKL:
-    return AutoencoderKL(**demo_vae_config())
+    return AutoencoderKL(**kl_vae_config())
 
 
 @pytest.mark.parametrize("tiles", [1, 2, 3, 4])

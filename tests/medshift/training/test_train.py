@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -75,11 +76,15 @@ def test_two_processes_end_with_identical_weights(tiny_dataset, tiny_vae, tiny_u
 
 
 def test_bad_settings_are_refused(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
-    with pytest.raises(ValueError, match="multiple of"):
-        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", resolution=60))
+    with pytest.raises(ValueError, match="latent side 5 .* multiple of 2"):  # 40 px: 5 latent cells, the UNet halves once
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", resolution=40))
+    with pytest.raises(ValueError, match="--latent-crop 3 must be a multiple of 2"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", latent_crop=3))
+    with pytest.raises(ValueError, match="--latent-crop 10 exceeds the latent side 8"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "a", latent_crop=10))
     with pytest.raises(ValueError, match="num_class_embeds"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, {**tiny_unet_config, "num_class_embeds": 5}, tmp_path / "b"))
-    with pytest.raises(ValueError, match="AutoencoderKL"):
+    with pytest.raises(ValueError, match="AutoencoderKL or AutoencoderDC"):
         run_training(tiny_train_config(tiny_dataset, tmp_path / "no-vae", tiny_unet_config, tmp_path / "c"))
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
@@ -97,3 +102,32 @@ def test_time_budget_stops_early_saves_the_pipeline_and_a_resumable_checkpoint(t
 
     with pytest.raises(ValueError, match="max_minutes"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", max_minutes=0))
+
+
+def test_training_on_latent_crops_of_an_autoencoder_dc_gives_a_pipeline_for_whole_images(tiny_dataset, tiny_unet_config, tmp_path):
+    """The shipped recipe: an AutoencoderDC, images at a resolution that is not a multiple of its factor,
+    the UNet trained on random latent windows; the pipeline then translates whole images of any size."""
+    from synthetic import TINY_DC_VAE_CONFIG
+
+    from medshift.models import make_autoencoder
+    from medshift.pipeline_medshift import MedShiftPipeline
+    from medshift.training.train import random_crops
+
+    torch.manual_seed(0)
+    make_autoencoder(dict(TINY_DC_VAE_CONFIG)).save_pretrained(str(tmp_path / "vae"))
+    config = tiny_train_config(tiny_dataset, tmp_path / "vae", tiny_unet_config, tmp_path / "run", resolution=60, latent_crop=4)
+    result = run_training(config)
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.85 * first, (first, last)
+    pipeline = MedShiftPipeline.from_pretrained(str(tmp_path / "run"))
+    assert type(pipeline.vae).__name__ == "AutoencoderDC" and pipeline.unet.config.sample_size == 4
+    out = pipeline(np.random.default_rng(0).random((70, 90), dtype=np.float32), target="real_normal", num_inference_steps=4, output_type="np")
+    assert out.images[0].shape == (70, 90, 1) and np.isfinite(out.images[0]).all()
+
+    latents = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    crops = random_crops(latents, 4)
+    assert crops.shape == (2, 3, 4, 4)
+    for latent, crop in zip(latents, crops):  # each crop is a contiguous window of its own latent
+        top, left = divmod(int(crop[0, 0, 0] - latent[0, 0, 0]), 8)
+        torch.testing.assert_close(crop, latent[:, top : top + 4, left : left + 4])
+    assert random_crops(latents, None) is latents
