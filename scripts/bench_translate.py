@@ -91,7 +91,7 @@ def run_medshift(case: str, quick: bool, vae_tiling: bool = True, channels_last:
     import torch
     from diffusers import AutoencoderKL, UNet2DModel
 
-    from medshift.models import demo_unet_config, demo_vae_config, paper_unet_config, sd_vae_config, tile_vae
+    from medshift.models import demo_unet_config, demo_vae_config, make_autoencoder, paper_unet_config, sd_vae_config, tile_vae
     from medshift.pipeline_medshift import MedShiftPipeline
     from medshift.scheduling_flow_match import FlowMatchODEScheduler
 
@@ -103,7 +103,7 @@ def run_medshift(case: str, quick: bool, vae_tiling: bool = True, channels_last:
             pipe, weights = MedShiftPipeline.from_pretrained(DEMO_CHECKPOINT), "shipped checkpoint"
         else:
             pipe = MedShiftPipeline(
-                AutoencoderKL(**demo_vae_config()), UNet2DModel(**demo_unet_config()), FlowMatchODEScheduler(), resolution=256
+                make_autoencoder(demo_vae_config()), UNet2DModel(**demo_unet_config()), FlowMatchODEScheduler(), resolution=SIZE
             )
             weights = "random (no shipped checkpoint yet)"
         if case == "a_full":

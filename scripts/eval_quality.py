@@ -40,9 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
-# phantom seeds a training run used: 1 for the shipped demo checkpoint (its model card), 0 for the
-# default of scripts/train_demo.py (and of `make demo`)
-TRAINING_SEEDS = {0: "scripts/train_demo.py default seed", 1: "shipped demo checkpoint (checkpoints/medshift-xdigiskull-demo)"}
+# phantom seeds (heads) a training run used: 1, 3, 4 and 5 for the shipped demo checkpoint (its model card;
+# scripts/train_demo.py's cpu preset), 6, 8, 9 and 10 too for its gpu preset, 0 for `make demo`'s phantom and
+# the first demo checkpoint's recipe. Seeds 2 (docs/eval) and 7 (this script's default) are no training run's.
+TRAINING_SEEDS = {
+    0: "make demo's phantom; the first demo checkpoint's recipe",
+    1: "shipped demo checkpoint (checkpoints/medshift-xdigiskull-demo)",
+    3: "shipped demo checkpoint", 4: "shipped demo checkpoint", 5: "shipped demo checkpoint",
+    6: "scripts/train_demo.py --preset gpu", 8: "scripts/train_demo.py --preset gpu",
+    9: "scripts/train_demo.py --preset gpu", 10: "scripts/train_demo.py --preset gpu",
+}  # fmt: skip
 GOALS = {"ceiling_ssim": 0.97, "ceiling_psnr": 36.0, "paired_ssim": 0.90, "paired_psnr": 28.0, "cfid_ratio": 0.5}
 GOAL_TAU = 0.45
 CHECKPOINT_MB = 100.0
@@ -180,6 +187,8 @@ def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"phantom head seed {args.seed}: {args.views} poses -> {work}", flush=True)
     dataset, ground_truth = make_head(work, args.views, args.seed)
     pipe = load_pipeline(EvaluationConfig(model=str(args.model), source=SOURCE, target=TARGET, seed=args.seed))
+    if args.guidance_scale is not None:  # e.g. a guidance sweep on a validation head, to choose the default
+        pipe.register_to_config(default_guidance_scale=float(args.guidance_scale))
     data = load_evaluation_data(str(dataset), "test", SOURCE, TARGET, SIZE)
     truths = [load_ground_truth(ground_truth, pair, TARGET, SIZE) for pair in data.source_pair_ids]
     if any(truth is None for truth in truths):
@@ -211,6 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--taus", type=lambda text: [float(t) for t in text.split(",")], default=[0.6, 0.45, 0.3],
                         help="taus of the MedShift/SDEdit comparison (comma-separated)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20, help="num_inference_steps of MedShift (ODE steps over [0, 1])")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of every translation (default: the model's default)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the phantom exports and dataset here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=Path("eval_quality.json"), help="JSON file with every figure")

@@ -4,15 +4,15 @@ This is the exact recipe of `checkpoints/medshift-xdigiskull-demo/`. Every stage
 command line, run as a subprocess and printed before it runs, so the recipe can be repeated by
 hand; the script adds only timing and the final copy.
 
-    python scripts/train_demo.py                      # 2-core CPU, about 25 minutes
-    python scripts/train_demo.py --preset gpu         # a lent GPU: longer training, larger crops
-    python scripts/train_demo.py --unet-steps 200 --vae-steps 20 --views 6   # smoke run
+    python scripts/train_demo.py                      # 2-core CPU, about 100 minutes: the shipped weights
+    python scripts/train_demo.py --preset gpu         # a lent GPU: more heads, longer training, larger crops
+    python scripts/train_demo.py --heads 0 --views 6 --vae-steps 20 --unet-steps 200   # smoke run
 
 One run over several sessions (e.g. an hour of CPU each): --max-minutes bounds this session's
 training, and --resume carries on from the last checkpoints in --work-dir with the settings the run
 was started with (saved in WORK/recipe.json; progress in WORK/progress.json):
 
-    python scripts/train_demo.py --preset cpu --resolution 512 --vae-steps 6000 --unet-steps 60000 --max-minutes 50
+    python scripts/train_demo.py --preset cpu --vae-steps 20000 --unet-steps 60000 --max-minutes 50
     python scripts/train_demo.py --resume --max-minutes 50        # next session, same --work-dir
 
 A stage cut short by --max-minutes saves its state (the UNet at the step it reached, the VAE at its
@@ -26,13 +26,15 @@ On a lent GPU machine: `python scripts/train_demo.py --preset gpu --work-dir $OU
 
 Stages (work files go to --work-dir, default ./demo_work):
 
-1. `xdigiskull phantom` raw exports (simulator PNGs, Azurion DICOMs, ground truth) of --views poses.
+1. `xdigiskull phantom` raw exports (simulator PNGs, Azurion DICOMs, ground truth) of --views poses of each
+   phantom head in --heads (one seed per head, in WORK/raw/head-<seed>/), and one manifest.csv for all.
+   Seeds 2 and 7 are left out on purpose: docs/eval and scripts/eval_quality.py evaluate on them.
 2. `xdigiskull build` X-DigiSkull from them (780x780, 8-bit, every DICOM frame: frames differ only
    in their noise, which is what the real classes must teach).
-3. `medshift train-vae`: the small one-channel AutoencoderKL (`demo_vae_config`) on random crops
-   of the images downscaled to --resolution.
-4. `medshift train`: the demo UNet (`demo_unet_config`) on cached latents of the images at
-   --resolution, EMA weights saved in a MedShiftPipeline.
+3. `medshift train-vae`: the small one-channel AutoencoderDC (`--vae-config demo`) on random crops of the
+   images at --resolution (780: their own pixels).
+4. `medshift train`: the demo UNet (`demo_unet_config`) on random --unet-crop windows of the cached
+   latents of the images at --resolution, EMA weights saved in a MedShiftPipeline.
 5. Copy the pipeline (model_index.json, vae/, unet/, scheduler/, model card) plus its training log,
    config and last sample grid to --out (default checkpoints/medshift-xdigiskull-demo), replacing
    an earlier one only once the new one is complete.
@@ -41,6 +43,7 @@ Stages (work files go to --work-dir, default ./demo_work):
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -52,19 +55,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Settings per machine. CPU: sized so the whole recipe fits in about 25 minutes on 2 cores
-# (VAE ~1.5 s/step at 128² crops, batch 4; UNet ~0.1 s/step on 32² latents, batch 8).
+# Settings per machine. Both work at X-DigiSkull's own 780 px (no downscaling): the AutoencoderDC VAE
+# (`--vae-config demo`) on random 128² crops, the UNet on random windows of the 98² latents.
+# cpu: the shipped checkpoint's recipe, about 100 minutes on 2 cores (VAE ~0.7 s/step at batch 8,
+# UNet ~0.5 s/step on 64² latent windows, batch 8); --max-minutes and --resume split it over sessions.
 PRESETS: dict[str, dict[str, int | float | str]] = {
     "cpu": {
-        "views": 24, "build_size": 780, "resolution": 256,
-        "vae_steps": 350, "vae_crop": 128, "vae_batch": 4, "vae_lr": 5e-4, "vae_minutes": 0.0,
-        "unet_steps": 5000, "unet_batch": 8, "unet_lr": 3e-4, "unet_schedule": "cosine", "unet_minutes": 0.0,
+        "heads": "1,3,4,5", "views": 12, "build_size": 780, "resolution": 780,
+        "vae_steps": 3600, "vae_crop": 128, "vae_batch": 8, "vae_lr": 1e-3, "vae_minutes": 0.0,
+        "unet_steps": 4000, "unet_crop": 64, "unet_batch": 8, "unet_lr": 5e-4, "unet_schedule": "cosine", "unet_minutes": 0.0,
+        "default_tau": 0.45, "default_guidance": 3.0,
     },
-    # one lent H100 for ~10 minutes: 512² images, both stages stopped by their wall-clock budget
+    # a lent H100/H200 for ~12 minutes: more heads, larger batches, both stages stopped by their wall-clock budget
     "gpu": {
-        "views": 48, "build_size": 512, "resolution": 512,
-        "vae_steps": 50000, "vae_crop": 256, "vae_batch": 16, "vae_lr": 5e-4, "vae_minutes": 2.5,
-        "unet_steps": 200000, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 4.5,
+        "heads": "1,3,4,5,6,8,9,10", "views": 24, "build_size": 780, "resolution": 780,
+        "vae_steps": 100000, "vae_crop": 256, "vae_batch": 16, "vae_lr": 1e-3, "vae_minutes": 4.0,
+        "unet_steps": 200000, "unet_crop": 96, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 5.0,
+        "default_tau": 0.45, "default_guidance": 3.0,
     },
 }  # fmt: skip
 
@@ -186,7 +193,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="cpu hides GPUs from the training stages")
     parser.add_argument("--work-dir", type=Path, default=REPO / "demo_work", help="phantom exports, dataset, training runs")
     parser.add_argument("--out", type=Path, default=REPO / "checkpoints" / "medshift-xdigiskull-demo")
-    parser.add_argument("--seed", type=int, default=None, help="phantom head, split and training seed (default 0)")
+    parser.add_argument("--seed", type=int, default=None, help="split and training seed (default 0); the phantom heads are --heads")
     for key, value in PRESETS["cpu"].items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"override the preset (cpu: {value})")
     parser.add_argument("--skip-data", action="store_true", help="reuse the phantom exports and dataset in --work-dir")
@@ -203,10 +210,32 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def head_seeds(settings: dict) -> list[int]:
+    """The phantom heads (seeds) of the recipe's training data, in order."""
+    return [int(seed) for seed in str(settings["heads"]).split(",")]
+
+
+def merge_manifests(raw: Path, heads: list[int]) -> Path:
+    """One manifest.csv for the heads' exports in raw/head-<seed>/ (their paths prefixed with that folder)."""
+    header, rows = None, []
+    for seed in heads:
+        with open(raw / f"head-{seed}" / "manifest.csv", newline="") as handle:
+            lines = list(csv.reader(handle))
+        header = lines[0]
+        rows.extend([f"head-{seed}/{line[0]}", *line[1:]] for line in lines[1:])
+    with open(raw / "manifest.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return raw / "manifest.csv"
+
+
 def make_data(raw: Path, dataset: Path, settings: dict, seed: int, timings: dict[str, float], env: dict[str, str]) -> None:
-    """Stages 1 and 2: phantom exports, then the X-DigiSkull built from them."""
+    """Stages 1 and 2: phantom exports of every head, then one X-DigiSkull built from them all."""
     python = sys.executable
-    run_stage("phantom", [python, "-m", "xdigiskull.cli", "phantom", str(raw), "--views", str(settings["views"]), "--seed", str(seed)], timings, env)
+    heads = head_seeds(settings)
+    for head in heads:
+        command = [python, "-m", "xdigiskull.cli", "phantom", str(raw / f"head-{head}"), "--views", str(settings["views"]), "--seed", str(head)]
+        run_stage(f"phantom head {head}", command, timings, env)
+    merge_manifests(raw, heads)
     run_stage(
         "build",
         [python, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(dataset), "--labels", str(raw / "manifest.csv"),
@@ -262,30 +291,32 @@ def main() -> None:
     vae_done = train_stage(
         "train-vae",
         [python, "-m", "medshift.cli", "train-vae", "--dataset", str(dataset), "--output-dir", str(vae_dir),
-         "--resolution", str(settings["resolution"]), "--crop-size", str(settings["vae_crop"]),
-         "--batch-size", str(settings["vae_batch"]), "--max-steps", str(vae_steps),
-         "--learning-rate", str(settings["vae_lr"]), "--warmup-steps", "20", "--checkpoint-every", "50", "--seed", str(seed)],
+         "--vae-config", "demo", "--resolution", str(settings["resolution"]), "--crop-size", str(settings["vae_crop"]),
+         "--batch-size", str(settings["vae_batch"]), "--max-steps", str(vae_steps), "--learning-rate", str(settings["vae_lr"]),
+         "--warmup-steps", "50", "--lr-schedule", "cosine", "--checkpoint-every", "250", "--seed", str(seed)],
         vae_dir, vae_steps, settings["vae_minutes"], session, timings, env,
     )  # fmt: skip
     unet_done = vae_done and train_stage(
         "train",
         [python, "-m", "medshift.cli", "train", "--dataset", str(dataset), "--output-dir", str(model_dir), "--vae", str(vae_dir),
-         "--resolution", str(settings["resolution"]), "--unet-config", "demo", "--batch-size", str(settings["unet_batch"]),
+         "--resolution", str(settings["resolution"]), "--latent-crop", str(settings["unet_crop"]),
+         "--unet-config", "demo", "--batch-size", str(settings["unet_batch"]),
          "--max-steps", str(unet_steps), "--learning-rate", str(settings["unet_lr"]), "--warmup-steps", "200",
          "--lr-schedule", str(settings["unet_schedule"]), "--ema-decay", "0.999", "--label-dropout", "0.15",
-         "--checkpoint-every", str(max(unet_steps // 5, 1)), "--sample-every", str(max(unet_steps // 4, 1)),
+         "--checkpoint-every", str(max(unet_steps // 5, 1)), "--sample-every", str(max(unet_steps // 2, 1)),
          "--num-sample-images", "4", "--seed", str(seed),
-         # the defaults the shipped demo checkpoint carries (chosen on the tau sweep of the small model)
-         "--default-tau", "0.3", "--default-guidance-scale", "6.0"],
+         # the defaults the pipeline carries (chosen on a tau and guidance sweep of the trained model)
+         "--default-tau", str(settings["default_tau"]), "--default-guidance-scale", str(settings["default_guidance"])],
         model_dir, unet_steps, settings["unet_minutes"], session, timings, env,
     )  # fmt: skip
 
     if unet_done:
         notes = (
             f"Trained with `python scripts/train_demo.py --preset {preset}` on a phantom-built X-DigiSkull "
-            f"({settings['views']} poses, seed {seed}): VAE {vae_steps} steps on {settings['vae_crop']}² crops of "
-            f"{settings['resolution']}² images, UNet {unet_steps} steps (batch {settings['unet_batch']}) on cached "
-            f"{settings['resolution']}² latents. A phantom-only demo: not for clinical use."
+            f"(phantom heads {settings['heads']}, {settings['views']} poses each; split and training seed {seed}): "
+            f"VAE {vae_steps} steps on {settings['vae_crop']}² crops of {settings['resolution']}² images, UNet "
+            f"{unet_steps} steps (batch {settings['unet_batch']}) on {settings['unet_crop']}² windows of the cached "
+            f"latents of {settings['resolution']}² images. A phantom-only demo: not for clinical use."
         )
         started = time.perf_counter()
         publish(model_dir, args.out, notes)

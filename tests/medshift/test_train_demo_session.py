@@ -45,8 +45,10 @@ def test_session_budget_and_progress_carry_over(train_demo, tmp_path):
 
 def _args(tmp_path: Path, resume: bool, **overrides) -> argparse.Namespace:
     """What parse_args gives: no preset override unless asked for."""
-    options = {key: None for key in ("views", "build_size", "resolution", "vae_steps", "vae_crop", "vae_batch", "vae_lr",
-                                     "vae_minutes", "unet_steps", "unet_batch", "unet_lr", "unet_schedule", "unet_minutes")}  # fmt: skip
+    spec = importlib.util.spec_from_file_location("train_demo_presets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = {key: None for key in module.PRESETS["cpu"]}
     return argparse.Namespace(**{"preset": "cpu", "seed": 3, "resume": resume, "work_dir": tmp_path, **options, **overrides})
 
 
@@ -61,3 +63,21 @@ def test_resume_keeps_the_recipe_it_started_with(train_demo, tmp_path):
     assert train_demo.recipe_settings(_args(tmp_path, resume=True, unet_steps=60000), tmp_path)[2] == settings
     with pytest.raises(SystemExit, match="cannot change unet_steps"):
         train_demo.recipe_settings(_args(tmp_path, resume=True, unet_steps=5000), tmp_path)
+
+
+def test_the_heads_are_rendered_apart_and_built_from_one_manifest(train_demo, tmp_path):
+    """Several phantom heads: each `xdigiskull phantom` run has its own folder and manifest; the merged
+    manifest lists every file with its folder, in the order of --heads, and the build takes it."""
+    from xdigiskull.phantom import generate_exports
+
+    assert train_demo.head_seeds({"heads": "1,3,4,5"}) == [1, 3, 4, 5]
+    assert all(seed not in (2, 7) for preset in train_demo.PRESETS.values() for seed in train_demo.head_seeds(preset))
+    raw = tmp_path / "raw"
+    for seed in (4, 3):
+        generate_exports(raw / f"head-{seed}", views=1, seed=seed, detector=128, frames=1, progress=False)
+    manifest = train_demo.merge_manifests(raw, [4, 3])
+    lines = manifest.read_text().splitlines()
+    assert lines[0].startswith("file,class") and len(lines) == 1 + 2 * 5  # one export per class and head
+    files = [line.split(",")[0] for line in lines[1:]]
+    assert [f.split("/")[0] for f in files] == ["head-4"] * 5 + ["head-3"] * 5
+    assert all((raw / f).is_file() for f in files)
