@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
-# phantom seeds (heads) a training run used: 1, 3, 4 and 5 for the shipped demo checkpoint (its model card;
-# scripts/train_demo.py's cpu preset), 6, 8, 9 and 10 too for its gpu preset, 0 for `make demo`'s phantom and
-# the first demo checkpoint's recipe. Seeds 2 (docs/eval) and 7 (this script's default) are no training run's.
+# phantom seeds (heads) a training run used: 1 for the shipped demo checkpoint (its model card), 1, 3, 4 and 5
+# for scripts/train_demo.py's cpu preset, 6, 8, 9 and 10 too for its gpu preset, 0 for `make demo`'s phantom.
+# Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
-    0: "make demo's phantom; the first demo checkpoint's recipe",
-    1: "shipped demo checkpoint (checkpoints/medshift-xdigiskull-demo)",
-    3: "shipped demo checkpoint", 4: "shipped demo checkpoint", 5: "shipped demo checkpoint",
+    0: "make demo's phantom and scripts/train_demo.py's earlier default",
+    1: "shipped demo checkpoint (checkpoints/medshift-xdigiskull-demo); scripts/train_demo.py presets",
+    3: "scripts/train_demo.py presets", 4: "scripts/train_demo.py presets", 5: "scripts/train_demo.py presets",
     6: "scripts/train_demo.py --preset gpu", 8: "scripts/train_demo.py --preset gpu",
     9: "scripts/train_demo.py --preset gpu", 10: "scripts/train_demo.py --preset gpu",
 }  # fmt: skip
