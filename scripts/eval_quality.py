@@ -125,8 +125,13 @@ def score_methods(pipe: Any, data: Any, truths: list[np.ndarray], backbones: Any
 
 
 def checkpoint_megabytes(model: Path) -> float | None:
-    """Size of the checkpoint's safetensors files (None for a Hub id)."""
-    files = list(Path(model).rglob("*.safetensors")) if Path(model).is_dir() else []
+    """Size of the pipeline's safetensors weights (None for a Hub id): the component folders model_index.json
+    names, so a training run's output folder does not count its own checkpoints/ and latent cache."""
+    index = Path(model) / "model_index.json"
+    if not index.is_file():
+        return None
+    components = [name for name, value in json.loads(index.read_text()).items() if isinstance(value, list) and (Path(model) / name).is_dir()]
+    files = [f for name in components for f in (Path(model) / name).rglob("*.safetensors")]
     return sum(f.stat().st_size for f in files) / 1e6 if files else None
 
 

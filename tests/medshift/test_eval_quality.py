@@ -109,3 +109,19 @@ def test_goals_pass_and_fail_on_the_figures():
     assert goals["MedShift dominates SDEdit at tau 0.45"]["passed"]
     assert not goals["MedShift dominates SDEdit at tau 0.3"]["passed"]
     assert not goals["checkpoint <= 100 MB of safetensors"]["passed"]
+
+
+def test_checkpoint_size_counts_the_pipeline_weights_only(tiny_model, tmp_path):
+    """A training run's output folder also holds checkpoints/ and a latent cache: not part of the checkpoint."""
+    import shutil
+
+    script = _load_script()
+    weights = sum(f.stat().st_size for name in ("vae", "unet") for f in (tiny_model / name).glob("*.safetensors")) / 1e6
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    (run / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-10" / "model.safetensors").write_bytes(b"\0" * 3_000_000)
+    (run / "latent_cache").mkdir()
+    (run / "latent_cache" / "latents.safetensors").write_bytes(b"\0" * 2_000_000)
+    assert script.checkpoint_megabytes(run) == pytest.approx(weights) and weights > 0
+    assert script.checkpoint_megabytes(tmp_path / "not-a-model") is None
