@@ -24,8 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from diffusers import AutoencoderDC, AutoencoderKL
-
+from medshift.vae_codec import AUTOENCODERS, Autoencoder
 from xdigiskull.classes import CLASS_NAMES
 
 # the null (unconditional) class of classifier-free guidance comes after the five X-DigiSkull classes
@@ -80,11 +79,11 @@ def kl_vae_config(in_channels: int = 1) -> dict[str, Any]:
     return _vae_config(in_channels, block_out_channels=(32, 64, 128, 128), scaling_factor=1.0)
 
 
-def make_autoencoder(config: dict[str, Any]) -> AutoencoderKL | AutoencoderDC:
+def make_autoencoder(config: dict[str, Any]) -> Autoencoder:
     """An AutoencoderKL or AutoencoderDC from a config dict: `_class_name` names the class (as in a saved
     config.json); without it, AutoencoderDC's `encoder_block_out_channels` tells the two apart."""
     name = config.get("_class_name") or ("AutoencoderDC" if "encoder_block_out_channels" in config else "AutoencoderKL")
-    classes = {"AutoencoderKL": AutoencoderKL, "AutoencoderDC": AutoencoderDC}
+    classes = {cls.__name__: cls for cls in AUTOENCODERS}
     if name not in classes:
         raise ValueError(f"VAE config names {name!r}; MedShift trains AutoencoderKL or AutoencoderDC")
     return classes[name](**{key: value for key, value in config.items() if not key.startswith("_")})

@@ -66,23 +66,24 @@ def latent_scale_shift(vae: Autoencoder) -> tuple[float, float]:
 
 
 def encode_unscaled(vae: Autoencoder, pixels: torch.Tensor) -> torch.Tensor:
-    """The VAE's latent of pixels in [-1, 1] (the VAE's own input channels), before scaling.
+    """The VAE's latent of grey pixels (B, 1, H, W) in [-1, 1], before scaling.
 
+    Sides that are not multiples of the VAE's factor are padded first (`pad_to_multiple`): a 780x780
+    image gives the latents of 784x784, 98x98 at 8x. An RGB VAE sees the grey replicated (`vae_input`).
     An AutoencoderKL gives its posterior mode (mean), not a sample: encoding is deterministic, a
     training cache equals direct encoding exactly, and the posterior's spread is negligible for a
     KL-light VAE. Gradients flow (train-vae uses it); callers that do not train wrap it in no_grad.
     """
-    encoded = vae.encode(pixels)
+    pixels, _ = pad_to_multiple(pixels, downsampling_factor(vae))
+    encoded = vae.encode(vae_input(vae, pixels))
     return encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latent
 
 
 @torch.no_grad()
 def encode_grey(vae: Autoencoder, pixels: torch.Tensor) -> torch.Tensor:
-    """Encode grey pixels in [-1, 1] to scaled latents. Sides that are not multiples of the VAE's factor are
-    padded first (`pad_to_multiple`): a 780x780 image gives the latents of 784x784, 98x98 at 8x."""
+    """Encode grey pixels in [-1, 1] (any size: see `encode_unscaled`) to scaled latents."""
     scale, shift = latent_scale_shift(vae)
-    pixels, _ = pad_to_multiple(pixels.to(device=vae.device, dtype=vae.dtype), downsampling_factor(vae))
-    latent = encode_unscaled(vae, vae_input(vae, pixels))
+    latent = encode_unscaled(vae, pixels.to(device=vae.device, dtype=vae.dtype))
     return (latent - shift) * scale
 
 

@@ -224,3 +224,24 @@ def tiny_train_config(tiny_dataset, tiny_vae, unet_config, output_dir, **overrid
     )
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def tiny_vae_train_config(tiny_dataset, vae_config, output_dir, **overrides) -> "VaeTrainConfig":
+    """A short, quiet `medshift train-vae` run on 32 px crops of the tiny dataset (`overrides` change any field)."""
+    from medshift.training.train_vae import VaeTrainConfig
+
+    settings = dict(
+        dataset=str(tiny_dataset),
+        output_dir=str(output_dir),
+        resolution=64,
+        crop_size=32,
+        vae_config=vae_config,
+        max_steps=40,
+        learning_rate=2e-3,
+        warmup_steps=2,
+        checkpoint_every=0,
+        num_sample_images=2,
+        show_progress=False,
+    )
+    settings.update(overrides)
+    return VaeTrainConfig(**settings)

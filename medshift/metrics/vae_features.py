@@ -19,7 +19,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from medshift.metrics.backbones import FeatureBackbone, to_tensor_batch
-from medshift.vae_codec import Autoencoder, encode_unscaled, pad_to_multiple, downsampling_factor
+from medshift.vae_codec import Autoencoder, encode_unscaled
 
 
 class VAELatentFeatures(FeatureBackbone):
@@ -43,7 +43,5 @@ class VAELatentFeatures(FeatureBackbone):
         resized = [image if image.shape == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images]
         param = next(self.vae.parameters())
         x = to_tensor_batch(resized, param.device).to(param.dtype) * 2.0 - 1.0
-        if self.vae.config.in_channels == 3:  # RGB VAEs (e.g. Stable Diffusion's) see grey replicated
-            x = x.repeat(1, 3, 1, 1)
-        latent = encode_unscaled(self.vae, pad_to_multiple(x, downsampling_factor(self.vae))[0])
+        latent = encode_unscaled(self.vae, x)  # RGB VAEs (e.g. Stable Diffusion's) see the grey replicated
         return F.adaptive_avg_pool2d(latent, self.grid).flatten(1).double().cpu().numpy()

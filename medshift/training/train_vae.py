@@ -54,7 +54,7 @@ from medshift.training.data import (
     pick_examples,
     prepare_example,
 )
-from medshift.vae_codec import Autoencoder, downsampling_factor, encode_unscaled, pad_to_multiple, vae_input, vae_output
+from medshift.vae_codec import Autoencoder, downsampling_factor, encode_unscaled, vae_input, vae_output
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
@@ -136,7 +136,7 @@ class VaeWithLoss(torch.nn.Module):
             latent = posterior.sample()
             kl = posterior.kl().float().mean() / pixels[0].numel()  # summed over the latent, per image pixel
         else:  # deterministic autoencoder: no posterior, no KL
-            latent, kl = encode_unscaled(self.vae, vae_input(self.vae, pixels)), pixels.new_zeros(())
+            latent, kl = encode_unscaled(self.vae, pixels), pixels.new_zeros(())
         reconstruction = vae_output(self.vae, self.vae.decode(latent).sample).float()
         l1 = F.l1_loss(reconstruction, pixels)
         edge = sum(F.l1_loss(a, b) for a, b in zip(image_gradients(reconstruction), image_gradients(pixels)))
@@ -149,8 +149,7 @@ def latent_std(vae: Autoencoder, data, resolution: int, count: int, batch_size: 
     values, batch = [], []
 
     def flush() -> None:
-        pixels, _ = pad_to_multiple(torch.stack(batch).to(vae.device), downsampling_factor(vae))
-        values.append(encode_unscaled(vae, vae_input(vae, pixels)).float().cpu())
+        values.append(encode_unscaled(vae, torch.stack(batch).to(vae.device)).float().cpu())
         batch.clear()
 
     for index, example in enumerate(data):
@@ -168,8 +167,8 @@ def latent_std(vae: Autoencoder, data, resolution: int, count: int, batch_size: 
 def save_reconstructions(vae: Autoencoder, examples: list[dict], resolution: int, path: Path) -> Path:
     """Grid: originals on the top row, reconstructions below."""
     pixels = torch.stack([prepare_example(example, resolution)["pixel_values"] for example in examples]).to(vae.device)
-    padded, (height, width) = pad_to_multiple(pixels, downsampling_factor(vae))
-    recon = vae_output(vae, vae.decode(encode_unscaled(vae, vae_input(vae, padded))).sample)[..., :height, :width]
+    height, width = pixels.shape[-2:]  # the latents cover the image padded to the VAE's factor
+    recon = vae_output(vae, vae.decode(encode_unscaled(vae, pixels)).sample)[..., :height, :width]
     to_unit = lambda x: ((x.squeeze(0).float().cpu().numpy() + 1.0) / 2.0)  # noqa: E731
     return save_grid([[to_unit(x) for x in pixels], [to_unit(x) for x in recon]], path)
 
