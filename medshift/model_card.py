@@ -42,7 +42,7 @@ Recommended tau: **{tau}** (higher keeps more structure, lower gives more realis
 - VAE: `{vae_class}`, {vae_params:.1f}M parameters, {vae_in} input channel(s),
   {vae_latent} latent channels, scaling factor {scaling_factor:.5g}.
 - UNet: `UNet2DModel`, {unet_params:.1f}M parameters, channels {unet_channels}.
-- Scheduler: `FlowMatchODEScheduler` ({solver}, {steps} steps over [0, 1]).
+- Scheduler: `FlowMatchODEScheduler` ({solver}, {steps} steps over [0, 1]){noise}.
 - Training resolution: {resolution} px; larger inputs are processed at this resolution and
   resized back (see the `processing_resolution` argument).
 
@@ -69,6 +69,12 @@ Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at 
 
 def _num_params(module: Any) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def _noise_text(noise_offset: float) -> str:
+    if not noise_offset:
+        return ""
+    return f"; trained with offset noise {noise_offset:g} (a per-channel constant added to the Gaussian noise), which SDEdit's noise follows"
 
 
 def make_model_card(
@@ -128,6 +134,7 @@ def make_model_card(
         unet_channels=tuple(unet.config.block_out_channels),
         solver=scheduler.config.solver,
         steps=scheduler.config.num_inference_steps,
+        noise=_noise_text(float(scheduler.config.get("noise_offset", 0.0))),
         resolution=int(config.resolution),
         dataset=dataset,
         training_notes=(" " + training_notes) if training_notes else "",

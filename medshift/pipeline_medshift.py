@@ -27,7 +27,6 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
-from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
@@ -427,7 +426,7 @@ class MedShiftPipeline(DiffusionPipeline):
                 elif tau < 1.0:
                     # 3b. SDEdit: noise the latents to tau instead
                     group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
-                    noise = randn_tensor(latents.shape, generator=group_generator, device=latents.device, dtype=latents.dtype)
+                    noise = self.scheduler.sample_noise(latents.shape, generator=group_generator, device=latents.device, dtype=latents.dtype)
                     latents = self.scheduler.add_noise(latents, noise, tau)
                 # 4. generation: integrate forwards from tau to t = 1, guided by the target class
                 self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=tau, t_to=1.0, solver=solver)

@@ -31,7 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from medshift.flow_matching import SIGMA_MIN
+from medshift.flow_matching import SIGMA_MIN, offset_noise
 
 # network evaluations per solver step, and where in the step (as a fraction of its length) each one lies
 SOLVER_STAGES: dict[str, tuple[float, ...]] = {
@@ -64,6 +64,9 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
             a sub-interval of length L gets `round(num_inference_steps * L)` steps (at least 1).
         solver: one of "euler", "midpoint", "heun", "rk4".
         sigma_min: the path's minimum noise level (see `medshift.flow_matching`), used by `add_noise`.
+        noise_offset: standard deviation of the per-channel constant added to the Gaussian noise the model
+            was trained with (`medshift.flow_matching.offset_noise`; 0: plain Gaussian). `sample_noise`
+            draws from that prior (SDEdit's noise).
     """
 
     config_name = "scheduler_config.json"
@@ -75,8 +78,11 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         num_inference_steps: int = 50,
         solver: str = "euler",
         sigma_min: float = SIGMA_MIN,
+        noise_offset: float = 0.0,
     ):
         check_solver(solver)
+        if noise_offset < 0:
+            raise ValueError(f"noise_offset must be >= 0, got {noise_offset}")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         self.solver = solver
@@ -165,6 +171,10 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample,)
         return FlowMatchODESchedulerOutput(prev_sample=prev_sample)
+
+    def sample_noise(self, shape: tuple[int, ...], generator=None, device=None, dtype=None) -> torch.Tensor:
+        """Noise from the prior the model was trained with (Gaussian plus `noise_offset` per channel)."""
+        return offset_noise(shape, self.config.noise_offset, generator=generator, device=device, dtype=dtype)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, t: float) -> torch.Tensor:
         """The probability path at time `t`: `(1 - (1 - sigma_min) t) noise + t x1` (SDEdit's starting point).

@@ -45,8 +45,9 @@ SIZE = 780  # X-DigiSkull's side: the metrics run on it
 # Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
     0: "make demo's phantom and scripts/train_demo.py's earlier default",
-    1: "shipped demo checkpoint (checkpoints/medshift-xdigiskull-demo); scripts/train_demo.py presets",
-    3: "scripts/train_demo.py presets", 4: "scripts/train_demo.py presets", 5: "scripts/train_demo.py presets",
+    1: "shipped demo checkpoint and the first one (checkpoints/medshift-xdigiskull-demo-2026-11); scripts/train_demo.py presets",
+    3: "shipped demo checkpoint; scripts/train_demo.py presets", 4: "shipped demo checkpoint; scripts/train_demo.py presets",
+    5: "shipped demo checkpoint; scripts/train_demo.py presets",
     6: "scripts/train_demo.py --preset gpu", 8: "scripts/train_demo.py --preset gpu",
     9: "scripts/train_demo.py --preset gpu", 10: "scripts/train_demo.py --preset gpu",
 }  # fmt: skip

@@ -3,11 +3,9 @@
 Every stage is the public command line, run as a subprocess and printed before it runs, so the recipe
 can be repeated by hand; the script adds only timing and the final copy.
 
-The shipped `checkpoints/medshift-xdigiskull-demo/` is still the first demo model; its model card gives
-its recipe (an AutoencoderKL and the UNet on whole latents at 512 px, phantom seed 1, this script's
-earlier gpu preset). The presets below are the recipe of issue 14: 780 px throughout, the AutoencoderDC
-VAE, several phantom heads. A run of the cpu preset (2026-12-02) beat the shipped model on the VAE
-ceiling and on paired SSIM but not on paired PSNR (README, "Model-quality goals"), so it was not shipped.
+The shipped `checkpoints/medshift-xdigiskull-demo/` was made with the cpu preset (2026-12-02, 2 CPU
+cores): the AutoencoderDC VAE at X-DigiSkull's own 780 px, the UNet on whole latents of 512 px images,
+phantom heads 1, 3, 4 and 5. Its model card and the README ("Model-quality goals") give what it scores.
 
     python scripts/train_demo.py                      # 2-core CPU, about 100 minutes
     python scripts/train_demo.py --preset gpu         # a lent GPU: more heads, longer training, larger crops
@@ -37,9 +35,11 @@ Stages (work files go to --work-dir, default ./demo_work):
 2. `xdigiskull build` X-DigiSkull from them (780x780, 8-bit, every DICOM frame: frames differ only
    in their noise, which is what the real classes must teach).
 3. `medshift train-vae`: the small one-channel AutoencoderDC (`--vae-config demo`) on random crops of the
-   images at --resolution (780: their own pixels).
-4. `medshift train`: the demo UNet (`demo_unet_config`) on random --unet-crop windows of the cached
-   latents of the images at --resolution, EMA weights saved in a MedShiftPipeline.
+   images at --vae-resolution (780: their own pixels).
+4. `medshift train`: the demo UNet (`demo_unet_config`) on the cached latents of the images at
+   --unet-resolution (whole latents, or random --unet-crop windows when it is above 0) with offset noise
+   --noise-offset, EMA weights saved
+   in a MedShiftPipeline whose processing resolution is --unet-resolution.
 5. Copy the pipeline (model_index.json, vae/, unet/, scheduler/, model card) plus its training log,
    config and last sample grid to --out (default checkpoints/medshift-xdigiskull-demo), replacing
    an earlier one only once the new one is complete.
@@ -60,26 +60,34 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Settings per machine. Both work at X-DigiSkull's own 780 px (no downscaling): the AutoencoderDC VAE
-# (`--vae-config demo`) on random 128² crops, the UNet on random windows of the 98² latents.
+# Settings per machine. The AutoencoderDC VAE (`--vae-config demo`) learns on random 128² crops of the images
+# at their own 780 px; the UNet learns on whole latents of the images at 512 px (64² latents), so that it sees
+# the whole image, with offset noise 1.5 (`--noise-offset`) so that the flow can move the global brightness
+# from one domain to the other (README, "Model-quality goals"). The VAE, trained at 780, reconstructs 512 px
+# images at 40 dB. The default guidance 1.5 was chosen on a validation head (seed 11).
 # cpu: about 100 minutes on 2 cores, measured 2026-12-02 (VAE 45 min at ~0.7 s/step, batch 8; latent
-# cache 12 min; UNet 27 min at ~0.4 s/step on 64² latent windows, batch 8); --max-minutes and --resume
+# cache 5 min; UNet 42 min at ~0.4 s/step on whole 64² latents, batch 8); --max-minutes and --resume
 # split it over sessions.
 PRESETS: dict[str, dict[str, int | float | str]] = {
     "cpu": {
-        "heads": "1,3,4,5", "views": 12, "build_size": 780, "resolution": 780,
+        "heads": "1,3,4,5", "views": 12, "build_size": 780, "vae_resolution": 780, "unet_resolution": 512,
         "vae_steps": 3600, "vae_crop": 128, "vae_batch": 8, "vae_lr": 1e-3, "vae_minutes": 0.0,
-        "unet_steps": 4000, "unet_crop": 64, "unet_batch": 8, "unet_lr": 5e-4, "unet_schedule": "cosine", "unet_minutes": 0.0,
-        "default_tau": 0.45, "default_guidance": 3.0,
+        "unet_steps": 6000, "unet_crop": 0, "unet_batch": 8, "unet_lr": 5e-4, "unet_schedule": "cosine", "unet_minutes": 0.0,
+        "noise_offset": 1.5, "default_tau": 0.45, "default_guidance": 1.5,
     },
     # a lent H100/H200 for ~12 minutes: more heads, larger batches, both stages stopped by their wall-clock budget
     "gpu": {
-        "heads": "1,3,4,5,6,8,9,10", "views": 24, "build_size": 780, "resolution": 780,
+        "heads": "1,3,4,5,6,8,9,10", "views": 24, "build_size": 780, "vae_resolution": 780, "unet_resolution": 512,
         "vae_steps": 100000, "vae_crop": 256, "vae_batch": 16, "vae_lr": 1e-3, "vae_minutes": 4.0,
-        "unet_steps": 200000, "unet_crop": 96, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 5.0,
-        "default_tau": 0.45, "default_guidance": 3.0,
+        "unet_steps": 200000, "unet_crop": 0, "unet_batch": 32, "unet_lr": 3e-4, "unet_schedule": "constant_with_warmup", "unet_minutes": 5.0,
+        "noise_offset": 1.5, "default_tau": 0.45, "default_guidance": 1.5,
     },
 }  # fmt: skip
+
+
+def latent_crop_option(crop: int) -> list[str]:
+    """`--latent-crop N` for random N² latent windows, nothing for 0 (whole latents)."""
+    return ["--latent-crop", str(crop)] if crop > 0 else []
 
 
 def minutes_option(minutes: float) -> list[str]:
@@ -297,7 +305,7 @@ def main() -> None:
     vae_done = train_stage(
         "train-vae",
         [python, "-m", "medshift.cli", "train-vae", "--dataset", str(dataset), "--output-dir", str(vae_dir),
-         "--vae-config", "demo", "--resolution", str(settings["resolution"]), "--crop-size", str(settings["vae_crop"]),
+         "--vae-config", "demo", "--resolution", str(settings["vae_resolution"]), "--crop-size", str(settings["vae_crop"]),
          "--batch-size", str(settings["vae_batch"]), "--max-steps", str(vae_steps), "--learning-rate", str(settings["vae_lr"]),
          "--warmup-steps", "50", "--lr-schedule", "cosine", "--checkpoint-every", "250", "--seed", str(seed)],
         vae_dir, vae_steps, settings["vae_minutes"], session, timings, env,
@@ -305,10 +313,11 @@ def main() -> None:
     unet_done = vae_done and train_stage(
         "train",
         [python, "-m", "medshift.cli", "train", "--dataset", str(dataset), "--output-dir", str(model_dir), "--vae", str(vae_dir),
-         "--resolution", str(settings["resolution"]), "--latent-crop", str(settings["unet_crop"]),
+         "--resolution", str(settings["unet_resolution"]), *latent_crop_option(int(settings["unet_crop"])),
          "--unet-config", "demo", "--batch-size", str(settings["unet_batch"]),
          "--max-steps", str(unet_steps), "--learning-rate", str(settings["unet_lr"]), "--warmup-steps", "200",
          "--lr-schedule", str(settings["unet_schedule"]), "--ema-decay", "0.999", "--label-dropout", "0.15",
+         "--noise-offset", str(settings["noise_offset"]),
          "--checkpoint-every", str(max(unet_steps // 5, 1)), "--sample-every", str(max(unet_steps // 2, 1)),
          "--num-sample-images", "4", "--seed", str(seed),
          # the defaults the pipeline carries (chosen on a tau and guidance sweep of the trained model)
@@ -320,9 +329,11 @@ def main() -> None:
         notes = (
             f"Trained with `python scripts/train_demo.py --preset {preset}` on a phantom-built X-DigiSkull "
             f"(phantom heads {settings['heads']}, {settings['views']} poses each; split and training seed {seed}): "
-            f"VAE {vae_steps} steps on {settings['vae_crop']}² crops of {settings['resolution']}² images, UNet "
-            f"{unet_steps} steps (batch {settings['unet_batch']}) on {settings['unet_crop']}² windows of the cached "
-            f"latents of {settings['resolution']}² images. A phantom-only demo: not for clinical use."
+            f"VAE {vae_steps} steps on {settings['vae_crop']}² crops of {settings['vae_resolution']}² images, UNet "
+            f"{unet_steps} steps (batch {settings['unet_batch']}) on "
+            + (f"{settings['unet_crop']}² windows of " if int(settings["unet_crop"]) > 0 else "")
+            + f"the cached latents of {settings['unet_resolution']}² images, offset noise {settings['noise_offset']}. "
+            f"A phantom-only demo: not for clinical use."
         )
         started = time.perf_counter()
         publish(model_dir, args.out, notes)

@@ -29,7 +29,7 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from medshift.flow_matching import drop_labels, sample_path
+from medshift.flow_matching import drop_labels, offset_noise, sample_path
 from medshift.training.common import (
     LossLog,
     TimeBudget,
@@ -80,6 +80,7 @@ class TrainConfig:
     lr_schedule: str = field(default="constant_with_warmup", metadata=option("diffusers schedule name: constant_with_warmup, cosine, linear, ..."))
     weight_decay: float = field(default=0.01, metadata=option("AdamW weight decay."))
     label_dropout: float = field(default=0.15, metadata=option("Probability of replacing the class by the null class (classifier-free guidance)."))
+    noise_offset: float = field(default=0.0, metadata=option("Offset noise: std of a per-channel constant added to the training noise, so the flow can change global brightness (0: plain Gaussian; stored in the scheduler config).", min=0.0))
     ema_decay: float = field(default=0.999, metadata=option("EMA decay of the weights that get saved."))
     max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
     mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
@@ -147,7 +148,7 @@ def build_pipeline(vae: Autoencoder, unet: UNet2DModel, config: TrainConfig):
     return MedShiftPipeline(
         vae=vae,
         unet=unet,
-        scheduler=FlowMatchODEScheduler(),
+        scheduler=FlowMatchODEScheduler(noise_offset=config.noise_offset),
         class_names=list(CLASS_NAMES),
         resolution=config.resolution,
         default_tau=config.default_tau,
@@ -222,6 +223,8 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"max_steps must be at least 1, got {config.max_steps}")
     if not 0.0 <= config.label_dropout < 1.0:
         raise ValueError(f"label_dropout must be in [0, 1), got {config.label_dropout}")
+    if config.noise_offset < 0:
+        raise ValueError(f"noise_offset must be >= 0, got {config.noise_offset}")
 
 
 def build_unet(config: TrainConfig, vae: Autoencoder) -> UNet2DModel:
@@ -250,12 +253,15 @@ def random_crops(latents: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.stack([latent[..., y : y + size, x : x + size] for latent, y, x in zip(latents, tops, lefts)])
 
 
-def flow_matching_loss(unet: UNet2DModel, vae: Autoencoder, batch: dict, label_dropout: float, latent_crop: int | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    unet: UNet2DModel, vae: Autoencoder, batch: dict, label_dropout: float, latent_crop: int | None = None, noise_offset: float = 0.0
+) -> torch.Tensor:
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
-    with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given."""
+    with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given;
+    noise with a per-channel offset of standard deviation `noise_offset` (`offset_noise`)."""
     x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
-    eps = torch.randn_like(x1)
+    eps = offset_noise(tuple(x1.shape), noise_offset, device=x1.device, dtype=x1.dtype)
     t = torch.rand(x1.shape[0], device=x1.device)
     x_t, u_t = sample_path(x1, eps, t)
     velocity = unet(x_t, t * 1000, class_labels=labels).sample
@@ -296,7 +302,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     while global_step < config.max_steps:
         batch = next(batches)
         with accelerator.accumulate(unet):
-            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop)
+            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset)
             optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)
         running.append(accelerator.gather(loss.detach()).mean().item())
         if not accelerator.sync_gradients:

@@ -78,6 +78,22 @@ def test_noise_encoding_uses_the_generator_and_ode_does_not(tiny_pipeline):
     assert np.array_equal(run("ode", 1), run("ode", 2))
 
 
+def test_sdedit_noise_comes_from_the_schedulers_prior(tiny_pipeline):
+    """A model trained with offset noise (scheduler noise_offset) gets SDEdit noise with that offset;
+    the ODE inversion draws no noise, so its translation does not change."""
+    from medshift.scheduling_flow_match import FlowMatchODEScheduler
+
+    image = skull_like()
+
+    def run(encode):
+        return tiny_pipeline(image, target="real_normal", encode=encode, generator=torch.Generator().manual_seed(1), output_type="np").images
+
+    plain = {encode: run(encode) for encode in ("noise", "ode")}
+    tiny_pipeline.scheduler = FlowMatchODEScheduler.from_config(tiny_pipeline.scheduler.config, noise_offset=2.0)
+    assert not np.allclose(run("noise"), plain["noise"], atol=1e-3)
+    assert np.array_equal(run("ode"), plain["ode"])
+
+
 def test_guidance_costs_one_batched_network_call_per_step(tiny_pipeline):
     calls = []
     handle = tiny_pipeline.unet.register_forward_pre_hook(lambda module, args, kwargs: calls.append(args[0].shape[0]), with_kwargs=True)

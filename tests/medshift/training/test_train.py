@@ -39,6 +39,17 @@ def test_loss_falls_and_pipeline_is_saved(tiny_dataset, tiny_vae, tiny_unet_conf
     assert [row["step"] for row in log] == [10, 20, 30, 40, 50]
 
 
+def test_offset_noise_training_learns_and_stores_the_offset_in_the_scheduler(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
+    from medshift.pipeline_medshift import MedShiftPipeline
+
+    result = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", noise_offset=1.0))
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.75 * first, (first, last)
+    # the pipeline's SDEdit noise must come from the prior the UNet learned
+    assert MedShiftPipeline.from_pretrained(str(tmp_path / "run")).scheduler.config.noise_offset == 1.0
+    assert "trained with offset noise 1 " in (tmp_path / "run" / "README.md").read_text()
+
+
 def test_resume_continues_from_the_saved_step(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     common = dict(max_steps=10, checkpoint_every=5, cache_dir=str(tmp_path / "cache"), log_every=1)
     uninterrupted = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "full", **common))
@@ -86,6 +97,8 @@ def test_bad_settings_are_refused(tiny_dataset, tiny_vae, tiny_unet_config, tmp_
         run_training(tiny_train_config(tiny_dataset, tiny_vae, {**tiny_unet_config, "num_class_embeds": 5}, tmp_path / "b"))
     with pytest.raises(ValueError, match="AutoencoderKL or AutoencoderDC"):
         run_training(tiny_train_config(tiny_dataset, tmp_path / "no-vae", tiny_unet_config, tmp_path / "c"))
+    with pytest.raises(ValueError, match="noise_offset must be >= 0, got -0.5"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", noise_offset=-0.5))
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
 
