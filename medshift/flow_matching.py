@@ -16,6 +16,7 @@ averages out), so the flow could never move an image's global brightness; see `o
 from __future__ import annotations
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 SIGMA_MIN = 1e-4
 
@@ -37,11 +38,11 @@ def offset_noise(
     means (in units of the scaled latents) the prior covers those values, and the target class sets the
     brightness. With `noise_offset = 0` this is exactly `randn` (no extra draws).
     """
-    from diffusers.utils.torch_utils import randn_tensor
-
-    noise = randn_tensor(shape, generator=generator, device=torch.device(device) if device else None, dtype=dtype)
+    device = torch.device(device) if device is not None else None
+    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
     if noise_offset:
-        offsets = randn_tensor((*shape[:2], 1, 1), generator=generator, device=torch.device(device) if device else None, dtype=dtype)
+        # drawn after the per-cell noise, so that noise_offset = 0 leaves the generators as plain randn does
+        offsets = randn_tensor((*shape[:2], 1, 1), generator=generator, device=device, dtype=dtype)
         noise = noise + noise_offset * offsets
     return noise
 
