@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
-# phantom seeds (heads) a training run used: 1 for the shipped demo checkpoint (its model card), 1, 3, 4 and 5
-# for scripts/train_demo.py's cpu preset, 6, 8, 9 and 10 too for its gpu preset, 0 for `make demo`'s phantom.
+# phantom seeds (heads) a training run used: 1, 3, 4 and 5 for the shipped demo checkpoint and
+# scripts/train_demo.py's cpu preset (1 alone for the first checkpoint, checkpoints/medshift-xdigiskull-demo-2026-11),
+# 6, 8, 9 and 10 too for the gpu preset, 0 for `make demo`'s phantom.
 # Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
     0: "make demo's phantom and scripts/train_demo.py's earlier default",

@@ -38,8 +38,7 @@ Stages (work files go to --work-dir, default ./demo_work):
    images at --vae-resolution (780: their own pixels).
 4. `medshift train`: the demo UNet (`demo_unet_config`) on the cached latents of the images at
    --unet-resolution (whole latents, or random --unet-crop windows when it is above 0) with offset noise
-   --noise-offset, EMA weights saved
-   in a MedShiftPipeline whose processing resolution is --unet-resolution.
+   --noise-offset, EMA weights saved in a MedShiftPipeline whose processing resolution is --unet-resolution.
 5. Copy the pipeline (model_index.json, vae/, unet/, scheduler/, model card) plus its training log,
    config and last sample grid to --out (default checkpoints/medshift-xdigiskull-demo), replacing
    an earlier one only once the new one is complete.
@@ -326,13 +325,13 @@ def main() -> None:
     )  # fmt: skip
 
     if unet_done:
+        unet_crop = int(settings["unet_crop"])
+        latents = (f"{unet_crop}² windows of the" if unet_crop > 0 else "the whole") + f" cached latents of {settings['unet_resolution']}² images"
         notes = (
             f"Trained with `python scripts/train_demo.py --preset {preset}` on a phantom-built X-DigiSkull "
             f"(phantom heads {settings['heads']}, {settings['views']} poses each; split and training seed {seed}): "
             f"VAE {vae_steps} steps on {settings['vae_crop']}² crops of {settings['vae_resolution']}² images, UNet "
-            f"{unet_steps} steps (batch {settings['unet_batch']}) on "
-            + (f"{settings['unet_crop']}² windows of " if int(settings["unet_crop"]) > 0 else "")
-            + f"the cached latents of {settings['unet_resolution']}² images, offset noise {settings['noise_offset']}. "
+            f"{unet_steps} steps (batch {settings['unet_batch']}) on {latents}, offset noise {settings['noise_offset']}. "
             f"A phantom-only demo: not for clinical use."
         )
         started = time.perf_counter()
