@@ -314,6 +314,14 @@ def translate_images(
     return outputs
 
 
+def inversion_guidance(pipe: Any, guidance_scale: float | None) -> float:
+    """The guidance weight the pipeline's inversion uses when called with `guidance_scale` (None: the model's)."""
+    configured = pipe.config.get("default_inversion_guidance_scale")
+    if configured is not None:
+        return float(configured)
+    return float(pipe.config.default_guidance_scale if guidance_scale is None else guidance_scale)
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -441,6 +449,7 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "processing_resolution": pipe.config.resolution,
             "num_inference_steps": config.num_inference_steps or pipe.scheduler.config.num_inference_steps,
             "guidance_scale": pipe.config.default_guidance_scale if config.guidance_scale is None else config.guidance_scale,
+            "inversion_guidance_scale": inversion_guidance(pipe, config.guidance_scale),
             "solver": pipe.scheduler.config.solver,
             "coverage_k": DEFAULT_K,
             "realism_reference": f"all {config.target} images of split {config.split!r}"
@@ -547,7 +556,9 @@ def render_report(results: dict[str, Any]) -> str:
         f"Model `{config['model']}` · dataset `{config['dataset']}`, split `{config['split']}` · "
         f"{counts['source_images']} {config['source']} images translated, {counts['target_images']} "
         f"{config['target']} reference images · {config['image_size']}×{config['image_size']} px · "
-        f"{config['num_inference_steps']} steps ({config['solver']}), guidance {config['guidance_scale']:g} · seed {config['seed']}",
+        f"{config['num_inference_steps']} steps ({config['solver']}), guidance {config['guidance_scale']:g}"
+        + (f" (inversion {config['inversion_guidance_scale']:g})" if config.get("inversion_guidance_scale") is not None else "")
+        + f" · seed {config['seed']}",
         "",
         "## Realism and structure (Table 1 layout)",
         "",

@@ -30,7 +30,7 @@ out.images[0].save("translated.png")
 From the command line: `medshift translate INPUT... --target real_normal --tau {tau} --model {location} --out translated/`.
 
 Recommended tau: **{tau}** (higher keeps more structure, lower gives more realism; the paper reports
-0.6, 0.45 and 0.3). Default guidance scale: {guidance_scale}.
+0.6, 0.45 and 0.3). Default guidance scale: {guidance_scale} (generation); inversion: {inversion_guidance}.
 
 ## Classes
 
@@ -65,6 +65,13 @@ Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at 
   the training resolution and resized back.
 - Low tau changes more of the image, including anatomy; check the structure against the input.
 """
+
+
+def inversion_guidance_text(scale: float | None) -> str:
+    """How the card words the inversion's guidance weight."""
+    if scale is None:
+        return "the generation's guidance scale"
+    return "unguided, along the source class's flow" if scale == 1.0 else f"guidance scale {scale:g}"
 
 
 def _num_params(module: Any) -> float:
@@ -123,6 +130,7 @@ def make_model_card(
         location=repo_id or "path/to/this/folder",
         tau=tau,
         guidance_scale=float(config.default_guidance_scale),
+        inversion_guidance=inversion_guidance_text(config.default_inversion_guidance_scale),
         class_lines=class_lines,
         null_index=len(class_names),
         vae_class=type(vae).__name__,

@@ -9,8 +9,8 @@ One pipeline, three components:
   `set_timesteps`, then one `step` per network evaluation).
 
 Translation of an image x (MedShift): encode x to the latent x1, integrate the flow ODE backwards from
-t = 1 to t = tau guided by the source class (or unconditionally when the source is unknown), then forwards
-from tau to 1 guided by the target class, and decode. `encode="noise"` replaces the inversion by noising
+t = 1 to t = tau along the source class's flow (or the unconditional one when the source is unknown), then
+forwards from tau to 1 guided by the target class, and decode. `encode="noise"` replaces the inversion by noising
 (z_tau = (1 - (1 - sigma_min) tau) eps + tau x1), which is SDEdit with the same network.
 """
 
@@ -61,6 +61,11 @@ class MedShiftPipeline(DiffusionPipeline):
             resized so that their longer side equals it, translated, and resized back (see `__call__`).
         default_tau: tau used when `__call__` gets `tau=None`.
         default_guidance_scale: classifier-free guidance weight used when `__call__` gets `guidance_scale=None`.
+        default_inversion_guidance_scale: guidance weight of the inversion when `__call__` gets
+            `inversion_guidance_scale=None`. 1 (the default) inverts along the flow the model learnt for the
+            source class, one network call per step; guidance extrapolates off that flow, so the inverted
+            z_tau keeps less of the source. None uses `guidance_scale` for both directions, as pipelines
+            saved before this option did.
 
     Example:
         ```py
@@ -81,6 +86,7 @@ class MedShiftPipeline(DiffusionPipeline):
         resolution: int = 256,
         default_tau: float = 0.45,
         default_guidance_scale: float = 2.0,
+        default_inversion_guidance_scale: float | None = 1.0,
     ):
         super().__init__()
         class_names = [str(name) for name in class_names]
@@ -105,6 +111,7 @@ class MedShiftPipeline(DiffusionPipeline):
             resolution=int(resolution),
             default_tau=float(default_tau),
             default_guidance_scale=float(default_guidance_scale),
+            default_inversion_guidance_scale=None if default_inversion_guidance_scale is None else float(default_inversion_guidance_scale),
         )
 
     # ------------------------------------------------------------------ properties
@@ -292,17 +299,23 @@ class MedShiftPipeline(DiffusionPipeline):
         encode: str,
         output_type: str,
         processing_resolution: int | None,
-    ) -> tuple[float, float, str, int]:
+        inversion_guidance_scale: float | None = None,
+    ) -> tuple[float, float, float, str, int]:
         """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
-        before any work is done. Returns (tau, guidance_scale, solver, processing_resolution)."""
+        before any work is done. Returns (tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution)."""
         tau = self.config.default_tau if tau is None else float(tau)
         guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        if inversion_guidance_scale is None:
+            inversion_guidance_scale = self.config.default_inversion_guidance_scale  # None: as the generation
+        inversion_guidance_scale = guidance_scale if inversion_guidance_scale is None else float(inversion_guidance_scale)
         solver = self.scheduler.config.solver if solver is None else solver
         processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
         if not (0.0 < tau <= 1.0):  # also rejects NaN
             raise ValueError(f"tau must lie in (0, 1], got {tau}")
         if not math.isfinite(guidance_scale):
             raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+        if not math.isfinite(inversion_guidance_scale):
+            raise ValueError(f"inversion_guidance_scale must be a finite number, got {inversion_guidance_scale}")
         if num_inference_steps is not None and int(num_inference_steps) < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         check_solver(solver)
@@ -312,7 +325,7 @@ class MedShiftPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
         if processing_resolution < 8:
             raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
-        return tau, guidance_scale, solver, processing_resolution
+        return tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution
 
     @staticmethod
     def read_images(image: PipelineImageInput) -> tuple[list[GreyImage], dict[tuple[int, int], list[int]]]:
@@ -373,13 +386,14 @@ class MedShiftPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         solver: str | None = None,
         encode: str = "ode",
+        inversion_guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         processing_resolution: int | None = None,
     ) -> ImagePipelineOutput | tuple:
-        r"""Translate `image` into the `target` class: encode, invert to tau with the source class, generate
-        back to t = 1 with the target class, decode.
+        r"""Translate `image` into the `target` class: encode, invert to tau along the source class's flow,
+        generate back to t = 1 guided by the target class, decode.
 
         Args:
             image: grey X-ray image(s): PIL images, numpy arrays or torch tensors (uint8, 16-bit or float in
@@ -389,13 +403,16 @@ class MedShiftPipeline(DiffusionPipeline):
             source: class of the input, or one per image; None (unknown) inverts without guidance.
             tau: time in (0, 1] where inversion stops and generation starts: high keeps structure, low adds
                 realism (the paper uses 0.6, 0.45, 0.3); 1 returns the VAE reconstruction. Default `config.default_tau`.
-            guidance_scale: classifier-free guidance weight for both directions (1: none). Default the config's.
+            guidance_scale: classifier-free guidance weight of the generation (1: none). Default the config's.
             num_inference_steps: steps over [0, 1]; inversion and generation each take their share,
                 `round(num_inference_steps * (1 - tau))` (at least 1). Default: the scheduler's.
             solver: "euler", "midpoint", "heun" or "rk4" (1, 2, 2, 4 network evaluations per step). Default: the scheduler's.
             encode: "ode" (MedShift: deterministic inversion) or "noise" (SDEdit:
                 z_tau = (1 - (1 - sigma_min) tau) eps + tau x1, eps from `generator` and the prior the model
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset`).
+            inversion_guidance_scale: guidance weight of the inversion (`encode="ode"`). Default the config's
+                `default_inversion_guidance_scale` (1: the source class's own flow), or `guidance_scale` when
+                that is None.
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
                 ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.
@@ -408,8 +425,8 @@ class MedShiftPipeline(DiffusionPipeline):
         argument for an unknown class, a value out of range, an empty batch, an unreadable input or NaN/inf pixels.
         """
         # 1. check the arguments, then read every input as a grey [0, 1] image with one label per image
-        tau, guidance_scale, solver, processing_resolution = self.check_inputs(
-            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution
+        tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution = self.check_inputs(
+            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale
         )
         images, groups = self.read_images(image)
         target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
@@ -419,10 +436,10 @@ class MedShiftPipeline(DiffusionPipeline):
                 # 2. resize to the processing resolution, pad, encode: the data latents x1 (t = 1)
                 latents, crop, latent_crop = self.prepare_latents([images[i][0] for i in indices], processing_resolution)
                 if tau < 1.0 and encode == "ode":
-                    # 3a. inversion: integrate backwards from t = 1 to tau, guided by the source class
+                    # 3a. inversion: integrate backwards from t = 1 to tau along the source class's flow
                     self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=1.0, t_to=tau, solver=solver)
                     for t in self.progress_bar(self.scheduler.timesteps):
-                        v = self.velocity(latents, t, source_labels[indices], guidance_scale)
+                        v = self.velocity(latents, t, source_labels[indices], inversion_guidance_scale)
                         latents = self.scheduler.step(v, t, latents).prev_sample
                 elif tau < 1.0:
                     # 3b. SDEdit: noise the latents to tau instead

@@ -166,7 +166,8 @@ def check_goals(results: dict[str, Any], default_tau: float) -> list[dict[str, A
 def print_tables(results: dict[str, Any]) -> None:
     """The figures in the layout of issue 14's table, then the goals."""
     print(f"\nModel {results['model']} · phantom head seed {results['seed']} ({results['poses']} poses) · "
-          f"{SOURCE} -> {TARGET} · {SIZE}x{SIZE} · guidance {results['guidance_scale']:g}\n")  # fmt: skip
+          f"{SOURCE} -> {TARGET} · {SIZE}x{SIZE} · guidance {results['guidance_scale']:g}"
+          f" (inversion {results['inversion_guidance_scale']:g})\n")  # fmt: skip
     print("| what | SSIM | PSNR (dB) | CFID | SSIM to source | network evaluations |\n|---|---:|---:|---:|---:|---:|")
     for row in results["methods"]:
         print(f"| {row['label']} | {row['paired_ssim']:.3f} | {row['paired_psnr']:.2f} | {row['cfid']:.1f} | "
@@ -185,7 +186,8 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every figure of the goals for one phantom head; the content of the JSON file."""
-    from medshift.evaluate import Backbones, EvaluationConfig, load_evaluation_data, load_ground_truth, load_pipeline, mean_similarity
+    from medshift.evaluate import (Backbones, EvaluationConfig, inversion_guidance, load_evaluation_data, load_ground_truth,
+                                   load_pipeline, mean_similarity)
     from medshift.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures.from_cache()
@@ -196,6 +198,8 @@ def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     pipe = load_pipeline(EvaluationConfig(model=str(args.model), source=SOURCE, target=TARGET, seed=args.seed))
     if args.guidance_scale is not None:  # e.g. a guidance sweep on a validation head, to choose the default
         pipe.register_to_config(default_guidance_scale=float(args.guidance_scale))
+    if args.inversion_guidance_scale is not None:
+        pipe.register_to_config(default_inversion_guidance_scale=float(args.inversion_guidance_scale))
     data = load_evaluation_data(str(dataset), "test", SOURCE, TARGET, SIZE)
     truths = [load_ground_truth(ground_truth, pair, TARGET, SIZE) for pair in data.source_pair_ids]
     if any(truth is None for truth in truths):
@@ -208,7 +212,8 @@ def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "model": str(args.model), "seed": args.seed, "training_seeds": TRAINING_SEEDS, "poses": len(data.source_images),
         "reference_images": len(data.target_images), "image_size": SIZE, "source": SOURCE, "target": TARGET,
         "num_inference_steps": args.steps, "default_tau": pipe.config.default_tau,
-        "guidance_scale": pipe.config.default_guidance_scale, "solver": pipe.scheduler.config.solver,
+        "guidance_scale": pipe.config.default_guidance_scale, "inversion_guidance_scale": inversion_guidance(pipe, None),
+        "solver": pipe.scheduler.config.solver,
         "cfid_backbone": inception.name, "reconstruction_ceiling": ceiling, "methods": methods,
         "real_acquisition": mean_similarity([data.target_by_pair[p] for p in data.source_pair_ids], truths),
         "checkpoint_mb": checkpoint_megabytes(Path(args.model)),
@@ -228,6 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="taus of the MedShift/SDEdit comparison (comma-separated)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20, help="num_inference_steps of MedShift (ODE steps over [0, 1])")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of every translation (default: the model's default)")
+    parser.add_argument("--inversion-guidance-scale", type=float, default=None,
+                        help="guidance of MedShift's inversion (default: the model's default)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the phantom exports and dataset here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=Path("eval_quality.json"), help="JSON file with every figure")

@@ -46,10 +46,12 @@ def test_ode_inversion_then_regeneration_returns_the_latent(tiny_pipeline, integ
 
 
 def test_same_source_and_target_reproduces_the_reconstruction(tiny_pipeline):
+    """With the same guidance both ways, inversion and generation run one flow in opposite directions."""
     image = skull_like(48, 56)
     reconstruction = tiny_pipeline(image, target="real_low", tau=1.0, output_type="np").images[0]
     round_trip = tiny_pipeline(
-        image, target="real_low", source="real_low", tau=0.5, num_inference_steps=24, solver="rk4", output_type="np"
+        image, target="real_low", source="real_low", tau=0.5, num_inference_steps=24, solver="rk4", output_type="np",
+        guidance_scale=2.0, inversion_guidance_scale=2.0,
     ).images[0]
     translated = tiny_pipeline(image, target="real_low", source="synthetic_low", tau=0.5, output_type="np").images[0]
     round_trip_error = np.abs(round_trip - reconstruction).max()
@@ -97,15 +99,35 @@ def test_sdedit_noise_comes_from_the_schedulers_prior(tiny_pipeline):
 def test_guidance_costs_one_batched_network_call_per_step(tiny_pipeline):
     calls = []
     handle = tiny_pipeline.unet.register_forward_pre_hook(lambda module, args, kwargs: calls.append(args[0].shape[0]), with_kwargs=True)
-    try:
-        tiny_pipeline(skull_like(), target="real_normal", source="synthetic_high", tau=0.5, num_inference_steps=8)
-        guided = list(calls)
+
+    def batch_sizes(**kwargs) -> list[int]:
         calls.clear()
-        tiny_pipeline(skull_like(), target="real_normal", tau=0.5, num_inference_steps=8, guidance_scale=1.0)
+        tiny_pipeline(skull_like(), target="real_normal", source="synthetic_high", tau=0.5, num_inference_steps=8, **kwargs)
+        return list(calls)
+
+    try:
+        both = batch_sizes(guidance_scale=2.0, inversion_guidance_scale=2.0)
+        default = batch_sizes(guidance_scale=2.0)
+        unguided = batch_sizes(guidance_scale=1.0)
     finally:
         handle.remove()
-    assert guided == [2] * 8  # 4 inversion + 4 generation steps, conditional and null in one batch
-    assert calls == [1] * 8
+    assert both == [2] * 8  # 4 inversion + 4 generation steps, conditional and null in one batch
+    assert tiny_pipeline.config.default_inversion_guidance_scale == 1.0
+    assert default == [1] * 4 + [2] * 4  # the inversion follows the source class's own flow
+    assert unguided == [1] * 8
+
+
+def test_inversion_guidance_none_follows_the_generation(make_pipeline):
+    """Pipelines saved before the option carry None: their inversion is guided like the generation."""
+    old_style, explicit = make_pipeline(default_inversion_guidance_scale=None), make_pipeline()
+    outputs = [
+        old_style(skull_like(), target="real_normal", source="synthetic_high", guidance_scale=3.0, output_type="np").images,
+        explicit(skull_like(), target="real_normal", source="synthetic_high", guidance_scale=3.0, inversion_guidance_scale=3.0,
+                 output_type="np").images,
+        explicit(skull_like(), target="real_normal", source="synthetic_high", guidance_scale=3.0, output_type="np").images,
+    ]  # fmt: skip
+    assert np.array_equal(outputs[0], outputs[1])
+    assert np.abs(outputs[0] - outputs[2]).max() > 1e-3
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -225,6 +247,7 @@ def test_return_dict_false(tiny_pipeline):
         ({"target": "real_normal", "tau": 1.5}, r"tau must lie in \(0, 1\]"),
         ({"target": "real_normal", "tau": float("nan")}, r"tau must lie in \(0, 1\]"),
         ({"target": "real_normal", "num_inference_steps": 0}, r"num_inference_steps must be >= 1"),
+        ({"target": "real_normal", "inversion_guidance_scale": float("inf")}, r"inversion_guidance_scale must be a finite number"),
         ({"target": "real_normal", "solver": "dopri5"}, r"unknown solver 'dopri5'"),
         ({"target": "real_normal", "encode": "ddim"}, r"encode must be one of ode, noise"),
         ({"target": "real_normal", "output_type": "latent"}, r"output_type must be one of pil, np, pt"),
@@ -288,6 +311,13 @@ def test_save_load_round_trip_gives_identical_output(saved_tiny_pipeline, make_p
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(folder.rglob("*.bin"))
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "MedShiftPipeline"
+
+
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_inversion_guidance_round_trips(make_pipeline, tmp_path, scale):
+    make_pipeline(default_inversion_guidance_scale=scale).save_pretrained(tmp_path / "pipe")
+    assert json.loads((tmp_path / "pipe" / "model_index.json").read_text())["default_inversion_guidance_scale"] == scale
+    assert MedShiftPipeline.from_pretrained(tmp_path / "pipe").config.default_inversion_guidance_scale == scale
 
 
 def test_saved_folder_has_a_model_card(saved_tiny_pipeline):
