@@ -70,6 +70,7 @@ class TrainConfig:
     resolution: int = field(default=256, metadata=option("Images are resized (INTER_AREA) to this side before encoding; 780 keeps X-DigiSkull's own pixels. Also the pipeline's processing resolution."))
     latent_crop: int | None = field(default=None, metadata=option("Train on random crops of this many latent cells per side (a multiple of 2^(UNet levels - 1)); none: whole latents."))
     unet_config: str | dict = field(default="demo", metadata=option("UNet size: 'demo', 'paper' or a JSON file of UNet2DModel arguments."))
+    init_unet: str | None = field(default=None, metadata=option("Start from this UNet's weights instead of a fresh --unet-config one (fine-tuning, e.g. at another --resolution): a saved MedShiftPipeline folder, its unet/ folder, or a pipeline's Hub id."))
     train_split: str = field(default="train", metadata=option("Split to train on."))
     validation_split: str = field(default="validation", metadata=option("Split the sample grids take their inputs from."))
     batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
@@ -227,9 +228,25 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"noise_offset must be >= 0, got {config.noise_offset}")
 
 
+def load_init_unet(location: str, latent_channels: int) -> UNet2DModel:
+    """The UNet `--init-unet` names, checked against the VAE's latents and the classes."""
+    folder = Path(location)
+    if folder.is_dir():
+        unet = UNet2DModel.from_pretrained(folder / "unet" if (folder / "unet" / "config.json").is_file() else folder)
+    else:
+        unet = UNet2DModel.from_pretrained(location, subfolder="unet")
+    if unet.config.in_channels != latent_channels or unet.config.out_channels != latent_channels:
+        raise ValueError(f"--init-unet {location}: the UNet takes {unet.config.in_channels} latent channels, the VAE gives {latent_channels}")
+    if unet.config.num_class_embeds != NUM_CLASS_EMBEDS:
+        raise ValueError(f"--init-unet {location}: the UNet needs num_class_embeds={NUM_CLASS_EMBEDS}, got {unet.config.num_class_embeds}")
+    return unet
+
+
 def build_unet(config: TrainConfig, vae: Autoencoder) -> UNet2DModel:
-    """A fresh UNet of `config.unet_config` for the VAE's latents at `config.resolution` (or their crops)."""
-    unet_config = unet_config_for(config.unet_config, vae.config.latent_channels)
+    """A fresh UNet of `config.unet_config` (or the `config.init_unet` one) for the VAE's latents at
+    `config.resolution` (or their crops)."""
+    initial = load_init_unet(config.init_unet, vae.config.latent_channels) if config.init_unet else None
+    unet_config = dict(initial.config) if initial is not None else unet_config_for(config.unet_config, vae.config.latent_channels)
     latent_side = math.ceil(config.resolution / downsampling_factor(vae))  # encode_grey pads to the VAE's factor
     # what the UNet sees must survive its downsamplings without rounding
     multiple = 2 ** (len(unet_config["block_out_channels"]) - 1)
@@ -239,6 +256,9 @@ def build_unet(config: TrainConfig, vae: Autoencoder) -> UNet2DModel:
         raise ValueError(f"{what} must be a multiple of {multiple} for this UNet; set --latent-crop or another resolution")
     if trained_side > latent_side:
         raise ValueError(f"--latent-crop {config.latent_crop} exceeds the latent side {latent_side} at resolution {config.resolution}")
+    if initial is not None:
+        initial.register_to_config(sample_size=trained_side)  # only a record: the UNet works at any multiple
+        return initial.train()
     unet_config["sample_size"] = trained_side
     return UNet2DModel(**unet_config).train()
 

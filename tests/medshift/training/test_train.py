@@ -50,6 +50,29 @@ def test_offset_noise_training_learns_and_stores_the_offset_in_the_scheduler(tin
     assert "trained with offset noise 1 " in (tmp_path / "run" / "README.md").read_text()
 
 
+def test_init_unet_starts_from_a_saved_pipelines_weights(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
+    from diffusers import UNet2DModel
+
+    from medshift.pipeline_medshift import MedShiftPipeline
+
+    run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "first", max_steps=10))
+    trained = MedShiftPipeline.from_pretrained(str(tmp_path / "first")).unet.state_dict()
+    # learning rate 0: the fine-tuned pipeline must hold exactly the weights it started from
+    frozen = run_training(tiny_train_config(tiny_dataset, tiny_vae, "no-such-config", tmp_path / "frozen", max_steps=3,
+                                            learning_rate=0.0, weight_decay=0.0, init_unet=str(tmp_path / "first")))  # fmt: skip
+    for name, value in frozen.ema_unet.state_dict().items():
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
+    # and it goes on learning from there: its first losses are those of the trained weights, not a fresh UNet's
+    fresh = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "fresh", max_steps=3))
+    tuned = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "tuned", max_steps=3,
+                                           init_unet=str(tmp_path / "first" / "unet")))  # fmt: skip
+    assert sum(tuned.losses) < sum(fresh.losses)
+
+    UNet2DModel(**{**tiny_unet_config, "num_class_embeds": 5}).save_pretrained(tmp_path / "five")
+    with pytest.raises(ValueError, match=r"--init-unet .*five: the UNet needs num_class_embeds=6, got 5"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", init_unet=str(tmp_path / "five")))
+
+
 def test_resume_continues_from_the_saved_step(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     common = dict(max_steps=10, checkpoint_every=5, cache_dir=str(tmp_path / "cache"), log_every=1)
     uninterrupted = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "full", **common))
