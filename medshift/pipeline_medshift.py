@@ -65,7 +65,8 @@ class MedShiftPipeline(DiffusionPipeline):
             `inversion_guidance_scale=None`. 1 (the default) inverts along the flow the model learnt for the
             source class, one network call per step; guidance extrapolates off that flow, so the inverted
             z_tau keeps less of the source. None uses `guidance_scale` for both directions, as pipelines
-            saved before this option did.
+            saved before this option did (a config without the entry loads with 1; write None into its
+            model_index.json to keep the old behaviour, as `checkpoints/medshift-xdigiskull-demo-2026-11` does).
 
     Example:
         ```py
@@ -386,11 +387,11 @@ class MedShiftPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         solver: str | None = None,
         encode: str = "ode",
-        inversion_guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         processing_resolution: int | None = None,
+        inversion_guidance_scale: float | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Translate `image` into the `target` class: encode, invert to tau along the source class's flow,
         generate back to t = 1 guided by the target class, decode.
@@ -410,9 +411,6 @@ class MedShiftPipeline(DiffusionPipeline):
             encode: "ode" (MedShift: deterministic inversion) or "noise" (SDEdit:
                 z_tau = (1 - (1 - sigma_min) tau) eps + tau x1, eps from `generator` and the prior the model
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset`).
-            inversion_guidance_scale: guidance weight of the inversion (`encode="ode"`). Default the config's
-                `default_inversion_guidance_scale` (1: the source class's own flow), or `guidance_scale` when
-                that is None.
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
                 ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.
@@ -420,6 +418,9 @@ class MedShiftPipeline(DiffusionPipeline):
             processing_resolution: longer side at which the networks work; default `config.resolution` (the
                 training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
                 bicubic up, resized back after). Pass the image's own size to work at full resolution.
+            inversion_guidance_scale: guidance weight of the inversion (`encode="ode"`). Default the config's
+                `default_inversion_guidance_scale` (1: the source class's own flow), or `guidance_scale` when
+                that is None.
 
         Returns `ImagePipelineOutput(images)`, or `(images,)` when `return_dict=False`. Raises ValueError naming the
         argument for an unknown class, a value out of range, an empty batch, an unreadable input or NaN/inf pixels.

@@ -62,3 +62,19 @@ def test_unknown_target_and_missing_model(saved_tiny_pipeline, tmp_path):
     assert result.exit_code == 2 and "--model" in result.output
     result = runner.invoke(app, ["translate", str(image), "--target", "real_low", "--tau", "0", "--model", saved_tiny_pipeline, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--tau" in result.output
+
+
+def test_inversion_guidance_option_reaches_the_pipeline(saved_tiny_pipeline, tmp_path):
+    from medshift import MedShiftPipeline
+
+    image = write_png(tmp_path / "in.png", 32, 32)
+    common = ["translate", str(image), "--target", "real_normal", "--source", "synthetic_low", "--guidance-scale", "3",
+              "--model", saved_tiny_pipeline]  # fmt: skip
+    for name, extra in (("default", []), ("guided", ["--inversion-guidance-scale", "3"])):
+        result = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    pipe = MedShiftPipeline.from_pretrained(saved_tiny_pipeline)
+    expected = pipe(str(image), target="real_normal", source="synthetic_low", guidance_scale=3.0, inversion_guidance_scale=3.0).images[0]
+    guided = np.asarray(PIL.Image.open(tmp_path / "guided" / "in.png"))
+    assert np.array_equal(guided, np.asarray(expected))
+    assert not np.array_equal(guided, np.asarray(PIL.Image.open(tmp_path / "default" / "in.png")))
