@@ -314,14 +314,6 @@ def translate_images(
     return outputs
 
 
-def inversion_guidance(pipe: Any, guidance_scale: float | None) -> float:
-    """The guidance weight the pipeline's inversion uses when called with `guidance_scale` (None: the model's)."""
-    configured = pipe.config.get("default_inversion_guidance_scale")
-    if configured is not None:
-        return float(configured)
-    return float(pipe.config.default_guidance_scale if guidance_scale is None else guidance_scale)
-
-
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -434,6 +426,7 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
     references, reference_origin = paired_references(config, data)
     backbones = build_backbones(pipe, config)
     rows = score_runs(pipe, data, references, backbones, config)
+    guidance_scale, inversion_guidance_scale = pipe.guidance_scales(config.guidance_scale)
     return {
         "config": {
             "model": str(config.model),
@@ -448,8 +441,8 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "max_images": config.max_images,
             "processing_resolution": pipe.config.resolution,
             "num_inference_steps": config.num_inference_steps or pipe.scheduler.config.num_inference_steps,
-            "guidance_scale": pipe.config.default_guidance_scale if config.guidance_scale is None else config.guidance_scale,
-            "inversion_guidance_scale": inversion_guidance(pipe, config.guidance_scale),
+            "guidance_scale": guidance_scale,
+            "inversion_guidance_scale": inversion_guidance_scale,
             "solver": pipe.scheduler.config.solver,
             "coverage_k": DEFAULT_K,
             "realism_reference": f"all {config.target} images of split {config.split!r}"

@@ -291,6 +291,14 @@ class MedShiftPipeline(DiffusionPipeline):
         v_cond, v_uncond = v.to(x.dtype).chunk(2)
         return guided_velocity(v_cond, v_uncond, guidance_scale)
 
+    def guidance_scales(self, guidance_scale: float | None = None, inversion_guidance_scale: float | None = None) -> tuple[float, float]:
+        """The (generation, inversion) guidance weights a call with these arguments uses (None: the config's;
+        an inversion weight of None in the config follows the generation's)."""
+        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        if inversion_guidance_scale is None:
+            inversion_guidance_scale = self.config.default_inversion_guidance_scale
+        return guidance_scale, guidance_scale if inversion_guidance_scale is None else float(inversion_guidance_scale)
+
     def check_inputs(
         self,
         tau: float | None,
@@ -305,10 +313,7 @@ class MedShiftPipeline(DiffusionPipeline):
         """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
         before any work is done. Returns (tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution)."""
         tau = self.config.default_tau if tau is None else float(tau)
-        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else float(guidance_scale)
-        if inversion_guidance_scale is None:
-            inversion_guidance_scale = self.config.default_inversion_guidance_scale  # None: as the generation
-        inversion_guidance_scale = guidance_scale if inversion_guidance_scale is None else float(inversion_guidance_scale)
+        guidance_scale, inversion_guidance_scale = self.guidance_scales(guidance_scale, inversion_guidance_scale)
         solver = self.scheduler.config.solver if solver is None else solver
         processing_resolution = self.config.resolution if processing_resolution is None else int(processing_resolution)
         if not (0.0 < tau <= 1.0):  # also rejects NaN

@@ -186,8 +186,7 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every figure of the goals for one phantom head; the content of the JSON file."""
-    from medshift.evaluate import (Backbones, EvaluationConfig, inversion_guidance, load_evaluation_data, load_ground_truth,
-                                   load_pipeline, mean_similarity)
+    from medshift.evaluate import Backbones, EvaluationConfig, load_evaluation_data, load_ground_truth, load_pipeline, mean_similarity
     from medshift.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures.from_cache()
@@ -208,11 +207,12 @@ def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ceiling = reconstruction_ceiling(pipe, truths)
     print("translations", flush=True)
     methods = score_methods(pipe, data, truths, Backbones(distribution=inception, embedding=inception, lpips=None), args)
+    guidance_scale, inversion_guidance_scale = pipe.guidance_scales()
     results = {
         "model": str(args.model), "seed": args.seed, "training_seeds": TRAINING_SEEDS, "poses": len(data.source_images),
         "reference_images": len(data.target_images), "image_size": SIZE, "source": SOURCE, "target": TARGET,
         "num_inference_steps": args.steps, "default_tau": pipe.config.default_tau,
-        "guidance_scale": pipe.config.default_guidance_scale, "inversion_guidance_scale": inversion_guidance(pipe, None),
+        "guidance_scale": guidance_scale, "inversion_guidance_scale": inversion_guidance_scale,
         "solver": pipe.scheduler.config.solver,
         "cfid_backbone": inception.name, "reconstruction_ceiling": ceiling, "methods": methods,
         "real_acquisition": mean_similarity([data.target_by_pair[p] for p in data.source_pair_ids], truths),

@@ -186,6 +186,12 @@ def test_deterministic_for_a_seed_and_pairs_from_the_dataset(tiny_model, tiny_da
     first = run_evaluation(EvaluationConfig(seed=1, batch_size=4, **kwargs))
     again = run_evaluation(EvaluationConfig(seed=1, batch_size=6, **kwargs))  # batch size must not change the noise
     other = run_evaluation(EvaluationConfig(seed=2, batch_size=4, **kwargs))
+    # the weights the pipeline really used: the model's guidance, its inversion unguided
+    from medshift import MedShiftPipeline
+
+    default_guidance = MedShiftPipeline.from_pretrained(str(tiny_model)).config.default_guidance_scale
+    assert default_guidance != 1.0
+    assert (first["config"]["guidance_scale"], first["config"]["inversion_guidance_scale"]) == (default_guidance, 1.0)
     # the same noise per image; the network's float rounding may differ with the batch size
     flat, flat_again = _flat(first["rows"]), _flat(again["rows"])
     numbers = {k for k, v in flat.items() if isinstance(v, float)}

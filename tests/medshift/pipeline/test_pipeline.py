@@ -117,6 +117,15 @@ def test_guidance_costs_one_batched_network_call_per_step(tiny_pipeline):
     assert unguided == [1] * 8
 
 
+def test_guidance_scales_fill_in_the_config(make_pipeline):
+    pipe = make_pipeline(default_guidance_scale=3.0)
+    assert pipe.guidance_scales() == (3.0, 1.0)
+    assert pipe.guidance_scales(2.0, 0.5) == (2.0, 0.5)
+    old_style = make_pipeline(default_guidance_scale=3.0, default_inversion_guidance_scale=None)
+    assert old_style.guidance_scales() == (3.0, 3.0)
+    assert old_style.guidance_scales(2.0) == (2.0, 2.0)
+
+
 def test_inversion_guidance_none_follows_the_generation(make_pipeline):
     """Pipelines saved before the option carry None: their inversion is guided like the generation."""
     old_style, explicit = make_pipeline(default_inversion_guidance_scale=None), make_pipeline()
