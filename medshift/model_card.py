@@ -78,10 +78,16 @@ def _num_params(module: Any) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def _noise_text(noise_offset: float) -> str:
-    if not noise_offset:
+def _noise_text(noise_offset: float, coarse_noise: list[float] | None = None) -> str:
+    parts = []
+    if noise_offset:
+        parts.append(f"offset noise {noise_offset:g} (a per-channel constant added to the Gaussian noise)")
+    if coarse_noise and any(coarse_noise):
+        levels = ", ".join(f"{weight:g} at 1/{2**level}" for level, weight in enumerate(coarse_noise, start=1) if weight)
+        parts.append(f"coarse noise ({levels} of the latent's side, upsampled)")
+    if not parts:
         return ""
-    return f"; trained with offset noise {noise_offset:g} (a per-channel constant added to the Gaussian noise), which SDEdit's noise follows"
+    return f"; trained with {' and '.join(parts)}, which SDEdit's noise follows"
 
 
 def make_model_card(
@@ -142,7 +148,7 @@ def make_model_card(
         unet_channels=tuple(unet.config.block_out_channels),
         solver=scheduler.config.solver,
         steps=scheduler.config.num_inference_steps,
-        noise=_noise_text(float(scheduler.config.get("noise_offset", 0.0))),
+        noise=_noise_text(float(scheduler.config.get("noise_offset", 0.0)), scheduler.config.get("coarse_noise")),
         resolution=int(config.resolution),
         dataset=dataset,
         training_notes=(" " + training_notes) if training_notes else "",

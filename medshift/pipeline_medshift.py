@@ -415,7 +415,7 @@ class MedShiftPipeline(DiffusionPipeline):
             solver: "euler", "midpoint", "heun" or "rk4" (1, 2, 2, 4 network evaluations per step). Default: the scheduler's.
             encode: "ode" (MedShift: deterministic inversion) or "noise" (SDEdit:
                 z_tau = (1 - (1 - sigma_min) tau) eps + tau x1, eps from `generator` and the prior the model
-                was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset`).
+                was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset` and `coarse_noise`).
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
                 ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.

@@ -31,7 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from medshift.flow_matching import SIGMA_MIN, offset_noise
+from medshift.flow_matching import SIGMA_MIN, check_coarse_noise, prior_noise
 
 # network evaluations per solver step, and where in the step (as a fraction of its length) each one lies
 SOLVER_STAGES: dict[str, tuple[float, ...]] = {
@@ -65,8 +65,10 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         solver: one of "euler", "midpoint", "heun", "rk4".
         sigma_min: the path's minimum noise level (see `medshift.flow_matching`), used by `add_noise`.
         noise_offset: standard deviation of the per-channel constant added to the Gaussian noise the model
-            was trained with (`medshift.flow_matching.offset_noise`; 0: plain Gaussian). `sample_noise`
-            draws from that prior (SDEdit's noise).
+            was trained with (`medshift.flow_matching.offset_noise`; 0: plain Gaussian).
+        coarse_noise: standard deviations of the coarse noise levels the model was trained with, entry k - 1
+            for the grid 2**k times coarser than the latent (`medshift.flow_matching.prior_noise`; None or
+            empty: none). `sample_noise` draws from the whole prior (SDEdit's noise).
     """
 
     config_name = "scheduler_config.json"
@@ -79,8 +81,10 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         solver: str = "euler",
         sigma_min: float = SIGMA_MIN,
         noise_offset: float = 0.0,
+        coarse_noise: list[float] | None = None,
     ):
         check_solver(solver)
+        check_coarse_noise(coarse_noise)
         if noise_offset < 0:
             raise ValueError(f"noise_offset must be >= 0, got {noise_offset}")
         if num_inference_steps < 1:
@@ -173,8 +177,9 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
         return FlowMatchODESchedulerOutput(prev_sample=prev_sample)
 
     def sample_noise(self, shape: tuple[int, ...], generator=None, device=None, dtype=None) -> torch.Tensor:
-        """Noise from the prior the model was trained with (Gaussian plus `noise_offset` per channel)."""
-        return offset_noise(shape, self.config.noise_offset, generator=generator, device=device, dtype=dtype)
+        """Noise from the prior the model was trained with: Gaussian, plus `noise_offset` per channel and the
+        `coarse_noise` levels (`medshift.flow_matching.prior_noise`)."""
+        return prior_noise(shape, self.config.noise_offset, self.config.coarse_noise, generator=generator, device=device, dtype=dtype)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, t: float) -> torch.Tensor:
         """The probability path at time `t`: `(1 - (1 - sigma_min) t) noise + t x1` (SDEdit's starting point).

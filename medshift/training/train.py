@@ -29,7 +29,7 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from medshift.flow_matching import drop_labels, offset_noise, sample_path
+from medshift.flow_matching import check_coarse_noise, drop_labels, prior_noise, sample_path
 from medshift.training.common import (
     LossLog,
     TimeBudget,
@@ -82,6 +82,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata=option("AdamW weight decay."))
     label_dropout: float = field(default=0.15, metadata=option("Probability of replacing the class by the null class (classifier-free guidance)."))
     noise_offset: float = field(default=0.0, metadata=option("Offset noise: std of a per-channel constant added to the training noise, so the flow can change global brightness (0: plain Gaussian; stored in the scheduler config).", min=0.0))
+    coarse_noise: str | list | None = field(default=None, metadata=option("Coarse (pyramid) noise: comma-separated standard deviations of Gaussian noise drawn on grids 2, 4, 8, ... times coarser than the latent and upsampled, added to the training noise so the flow can re-draw large-scale shading (e.g. 0,0,0.5,0.7,0.7; none: no coarse noise; stored in the scheduler config)."))
     ema_decay: float = field(default=0.999, metadata=option("EMA decay of the weights that get saved."))
     max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
     mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
@@ -149,7 +150,7 @@ def build_pipeline(vae: Autoencoder, unet: UNet2DModel, config: TrainConfig):
     return MedShiftPipeline(
         vae=vae,
         unet=unet,
-        scheduler=FlowMatchODEScheduler(noise_offset=config.noise_offset),
+        scheduler=FlowMatchODEScheduler(noise_offset=config.noise_offset, coarse_noise=list(coarse_noise_weights(config.coarse_noise)) or None),
         class_names=list(CLASS_NAMES),
         resolution=config.resolution,
         default_tau=config.default_tau,
@@ -226,6 +227,17 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"label_dropout must be in [0, 1), got {config.label_dropout}")
     if config.noise_offset < 0:
         raise ValueError(f"noise_offset must be >= 0, got {config.noise_offset}")
+    coarse_noise_weights(config.coarse_noise)
+
+
+def coarse_noise_weights(coarse_noise: str | list | None) -> tuple[float, ...]:
+    """`--coarse-noise` as weights: a comma-separated string (the command line) or a list (Python, a saved config)."""
+    if isinstance(coarse_noise, str):
+        try:
+            coarse_noise = [float(part) for part in coarse_noise.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"coarse_noise must be comma-separated numbers such as 0,0,0.5,0.7,0.7, got {coarse_noise!r}") from None
+    return check_coarse_noise(coarse_noise)
 
 
 def load_init_unet(location: str, latent_channels: int) -> UNet2DModel:
@@ -274,14 +286,21 @@ def random_crops(latents: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def flow_matching_loss(
-    unet: UNet2DModel, vae: Autoencoder, batch: dict, label_dropout: float, latent_crop: int | None = None, noise_offset: float = 0.0
+    unet: UNet2DModel,
+    vae: Autoencoder,
+    batch: dict,
+    label_dropout: float,
+    latent_crop: int | None = None,
+    noise_offset: float = 0.0,
+    coarse_noise: tuple[float, ...] = (),
 ) -> torch.Tensor:
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
     with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given;
-    noise with a per-channel offset of standard deviation `noise_offset` (`offset_noise`)."""
+    noise from `prior_noise`: a per-channel offset of standard deviation `noise_offset` and the `coarse_noise`
+    levels (drawn on the crop, as the pipeline draws them on the whole latent)."""
     x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
-    eps = offset_noise(tuple(x1.shape), noise_offset, device=x1.device, dtype=x1.dtype)
+    eps = prior_noise(tuple(x1.shape), noise_offset, coarse_noise, device=x1.device, dtype=x1.dtype)
     t = torch.rand(x1.shape[0], device=x1.device)
     x_t, u_t = sample_path(x1, eps, t)
     velocity = unet(x_t, t * 1000, class_labels=labels).sample
@@ -300,6 +319,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     """Train the flow-matching UNet as configured and save the MedShiftPipeline to `config.output_dir`."""
     check_config(config)
     output_dir = Path(config.output_dir)
+    coarse_noise = coarse_noise_weights(config.coarse_noise)
     accelerator = start_accelerator(config, config.gradient_accumulation_steps)
     vae = load_vae(config.vae, accelerator.device)
     unet = build_unet(config, vae)
@@ -322,7 +342,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     while global_step < config.max_steps:
         batch = next(batches)
         with accelerator.accumulate(unet):
-            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset)
+            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset, coarse_noise)
             optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)
         running.append(accelerator.gather(loss.detach()).mean().item())
         if not accelerator.sync_gradients:

@@ -1,11 +1,12 @@
-"""medshift.flow_matching: the path, its velocity and the offset-noise prior."""
+"""medshift.flow_matching: the path, its velocity and the prior (offset and coarse noise)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from medshift.flow_matching import offset_noise, sample_path
+from medshift.flow_matching import offset_noise, prior_noise, sample_path
 from medshift.scheduling_flow_match import FlowMatchODEScheduler
 
 
@@ -39,6 +40,46 @@ def test_offset_noise_per_sample_generators_do_not_depend_on_the_batch():
     assert torch.equal(pair[1:], alone)
 
 
+def test_prior_noise_without_coarse_levels_is_offset_noise():
+    for coarse in (None, [], [0.0, 0.0]):
+        drawn = prior_noise((2, 4, 16, 16), 1.5, coarse, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(drawn, offset_noise((2, 4, 16, 16), 1.5, generator=torch.Generator().manual_seed(4)))
+
+
+def test_coarse_noise_adds_power_at_its_scale_and_leaves_the_fine_scales_alone():
+    shape = (256, 4, 32, 32)
+    plain = prior_noise(shape, 0.0, None, generator=torch.Generator().manual_seed(0))
+    coarse = prior_noise(shape, 0.0, [0.0, 0.0, 1.0], generator=torch.Generator().manual_seed(0))  # a 4x4 grid
+    added = coarse - plain  # the same per-cell draws first
+    # smooth: the added noise barely changes from one cell to the next, the per-cell noise changes by sqrt(2)
+    assert (added[..., 1:] - added[..., :-1]).std() < 0.2 < 1.3 < (plain[..., 1:] - plain[..., :-1]).std()
+    # means over 8x8 blocks: per-cell noise averages out to 1/8, the coarse level does not
+    assert F.avg_pool2d(plain, 8).std() == pytest.approx(1 / 8, rel=0.1)
+    assert F.avg_pool2d(coarse, 8).std() > 0.6
+    assert 0.6 < added.std() < 1.0  # a unit Gaussian grid, bilinearly upsampled: interpolation lowers the variance
+
+
+def test_coarse_noise_of_a_grid_coarser_than_the_latent_is_one_constant():
+    # 2**6 = 64 > 16: the level's grid is 1x1, an offset of its own
+    added = prior_noise((3, 4, 16, 16), 0.0, [0, 0, 0, 0, 0, 2.0], generator=torch.Generator().manual_seed(2))
+    added = added - prior_noise((3, 4, 16, 16), 0.0, None, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(added, added[..., :1, :1].expand_as(added), atol=1e-5)
+
+
+def test_prior_noise_per_sample_generators_do_not_depend_on_the_batch():
+    pair = prior_noise((2, 4, 16, 16), 1.0, [0, 0.5, 0.7], generator=[torch.Generator().manual_seed(s) for s in (5, 6)])
+    alone = prior_noise((1, 4, 16, 16), 1.0, [0, 0.5, 0.7], generator=[torch.Generator().manual_seed(6)])
+    assert torch.equal(pair[1:], alone)
+
+
+@pytest.mark.parametrize("weights", [[0.5, -1.0], [float("nan")], [float("inf")]])
+def test_prior_noise_refuses_negative_or_non_finite_weights(weights):
+    with pytest.raises(ValueError, match="coarse_noise weights must be finite and >= 0.*level"):
+        prior_noise((1, 4, 8, 8), 0.0, weights)
+    with pytest.raises(ValueError, match="coarse_noise weights"):
+        FlowMatchODEScheduler(coarse_noise=weights)
+
+
 def test_scheduler_samples_from_its_configured_prior_and_round_trips_it(tmp_path):
     scheduler = FlowMatchODEScheduler(noise_offset=0.75)
     scheduler.save_pretrained(tmp_path)
@@ -49,3 +90,12 @@ def test_scheduler_samples_from_its_configured_prior_and_round_trips_it(tmp_path
     assert FlowMatchODEScheduler().config.noise_offset == 0.0  # older checkpoints: plain Gaussian
     with pytest.raises(ValueError, match="noise_offset must be >= 0, got -1"):
         FlowMatchODEScheduler(noise_offset=-1.0)
+
+
+def test_scheduler_round_trips_coarse_noise_and_samples_it(tmp_path):
+    FlowMatchODEScheduler(noise_offset=1.5, coarse_noise=[0.0, 0.0, 0.5, 0.7]).save_pretrained(tmp_path)
+    loaded = FlowMatchODEScheduler.from_pretrained(tmp_path)
+    assert list(loaded.config.coarse_noise) == [0.0, 0.0, 0.5, 0.7] and loaded.config.noise_offset == 1.5
+    drawn = loaded.sample_noise((2, 4, 16, 16), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drawn, prior_noise((2, 4, 16, 16), 1.5, [0.0, 0.0, 0.5, 0.7], generator=torch.Generator().manual_seed(1)))
+    assert FlowMatchODEScheduler().config.coarse_noise is None  # older checkpoints: no coarse levels

@@ -39,15 +39,19 @@ def test_loss_falls_and_pipeline_is_saved(tiny_dataset, tiny_vae, tiny_unet_conf
     assert [row["step"] for row in log] == [10, 20, 30, 40, 50]
 
 
-def test_offset_noise_training_learns_and_stores_the_offset_in_the_scheduler(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
+def test_offset_and_coarse_noise_training_learns_and_stores_the_prior_in_the_scheduler(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     from medshift.pipeline_medshift import MedShiftPipeline
 
-    result = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", noise_offset=1.0))
+    # the command line's form of --coarse-noise: a comma-separated string
+    config = tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", noise_offset=1.0, coarse_noise="0,0.5")
+    result = run_training(config)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.75 * first, (first, last)
     # the pipeline's SDEdit noise must come from the prior the UNet learned
-    assert MedShiftPipeline.from_pretrained(str(tmp_path / "run")).scheduler.config.noise_offset == 1.0
-    assert "trained with offset noise 1 " in (tmp_path / "run" / "README.md").read_text()
+    scheduler = MedShiftPipeline.from_pretrained(str(tmp_path / "run")).scheduler
+    assert scheduler.config.noise_offset == 1.0 and list(scheduler.config.coarse_noise) == [0.0, 0.5]
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "trained with offset noise 1 (a per-channel constant added to the Gaussian noise) and coarse noise (0.5 at 1/4 of" in card
 
 
 def test_init_unet_starts_from_a_saved_pipelines_weights(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
@@ -122,6 +126,11 @@ def test_bad_settings_are_refused(tiny_dataset, tiny_vae, tiny_unet_config, tmp_
         run_training(tiny_train_config(tiny_dataset, tmp_path / "no-vae", tiny_unet_config, tmp_path / "c"))
     with pytest.raises(ValueError, match="noise_offset must be >= 0, got -0.5"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", noise_offset=-0.5))
+    with pytest.raises(ValueError, match="coarse_noise must be comma-separated numbers such as 0,0,0.5,0.7,0.7, got '0,x'"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", coarse_noise="0,x"))
+    with pytest.raises(ValueError, match=r"coarse_noise weights must be finite and >= 0, got -1.0 for level 2 \(1/4 of the latent\)"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", coarse_noise=[0.5, -1]))
+    assert not (tmp_path / "e").exists()  # refused before any work
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
 
