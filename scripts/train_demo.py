@@ -5,7 +5,15 @@ can be repeated by hand; the script adds only timing and the final copy.
 
 The shipped `checkpoints/medshift-xdigiskull-demo/` was made with the cpu preset (2026-12-02, 2 CPU
 cores): the AutoencoderDC VAE at X-DigiSkull's own 780 px, the UNet on whole latents of 512 px images,
-phantom heads 1, 3, 4 and 5. Its model card and the README ("Model-quality goals") give what it scores.
+phantom heads 1, 3, 4 and 5; its UNet was then fine-tuned 2,000 steps with coarse noise, a step this
+script does not run:
+
+    medshift train --dataset demo_work/x-digiskull --vae demo_work/vae --output-dir demo_work/model-coarse \
+      --init-unet demo_work/model --resolution 512 --batch-size 8 --max-steps 2000 --learning-rate 2e-4 \
+      --warmup-steps 100 --lr-schedule cosine --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 \
+      --label-dropout 0.15 --default-guidance-scale 1.5
+
+Its model card and the README ("Model-quality goals") give what it scores.
 
     python scripts/train_demo.py                      # 2-core CPU, about 100 minutes
     python scripts/train_demo.py --preset gpu         # a lent GPU: more heads, longer training, larger crops
