@@ -13,6 +13,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
 from synthetic import TINY_PIPELINE_UNET_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG, _base_dataset, skull_like, write_dataset
+from synthetic import load_script
 from synthetic import write_dicom as write_dicom_file
 
 from medshift.pipeline_medshift import MedShiftPipeline
@@ -206,10 +207,4 @@ def tiny_models():
 @pytest.fixture(scope="session")
 def detector_sets():
     """scripts/detector_sets.py (the image checks' evaluation sets), loaded as a module."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "scripts" / "detector_sets.py"
-    spec = importlib.util.spec_from_file_location("detector_sets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("detector_sets")

@@ -3,7 +3,10 @@ tiny X-DigiSkull datasets with the builder's schema. Fixtures wrapping them are 
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import datasets
@@ -14,6 +17,18 @@ from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, ge
 
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.writer import TECHNICAL_COLUMNS, dataset_features
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py loaded as a module (registered in sys.modules, where dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # identifiers planted in every test DICOM header; none may reach a built dataset
 PLANTED_IDENTIFIERS = {

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
+from synthetic import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_quality.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("eval_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("eval_quality")
 
 
 @pytest.fixture(scope="module")

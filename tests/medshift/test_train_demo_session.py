@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo.py"
+from synthetic import load_script
 
 
 @pytest.fixture(scope="module")
 def train_demo():
-    spec = importlib.util.spec_from_file_location("train_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_demo")
 
 
 def test_session_budget_and_progress_carry_over(train_demo, tmp_path):
@@ -45,10 +40,7 @@ def test_session_budget_and_progress_carry_over(train_demo, tmp_path):
 
 def _args(tmp_path: Path, resume: bool, **overrides) -> argparse.Namespace:
     """What parse_args gives: no preset override unless asked for."""
-    spec = importlib.util.spec_from_file_location("train_demo_presets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    options = {key: None for key in module.PRESETS["cpu"]}
+    options = {key: None for key in load_script("train_demo").PRESETS["cpu"]}
     return argparse.Namespace(**{"preset": "cpu", "seed": 3, "resume": resume, "work_dir": tmp_path, **options, **overrides})
 
 

@@ -3,19 +3,11 @@ and nothing ends as an internal error."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_build.py"
+from synthetic import load_script
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("fuzz_build", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fuzz_build")
 
 
 def test_a_few_hundred_mutated_files_build_without_a_crash(tmp_path):

@@ -3,22 +3,19 @@ built dataset and a saved pipeline."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synthetic import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prior_snr.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("prior_snr", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prior_snr")
 
 
 def test_octave_bands_separate_scales():
