@@ -77,11 +77,12 @@ def prior_noise(
 
     Why: MedShift translates by inverting to tau and generating from there, so whatever the prior leaves
     hidden at tau the target class re-draws, and whatever shows through is kept. Latents of X-ray images carry
-    most of their power at coarse scales, where per-cell noise averages out: at tau = 0.45 the signal-to-noise
-    ratio of structures 8-32 latent cells across is 5-80, so the source's large-scale shading (the real
-    domain's dynamic-range compression undoes it) comes through untouched. Coarse levels bring that ratio to
-    about 1 while fine scales, where the anatomy's edges are, keep their per-cell noise. Empty or all zeros:
-    exactly `offset_noise` (no extra draws).
+    most of their power at coarse scales, where per-cell noise averages out: with per-cell and offset noise,
+    at tau = 0.45 the signal-to-noise ratio of the X-DigiSkull latents' bands 8 and 16 cells across is 5 and 80
+    (`scripts/prior_snr.py`), so the source's large-scale shading (the real domain's dynamic-range compression
+    undoes it) comes through untouched. Coarse levels bring those ratios down to 1-3 (0, 0, 0.25, 0.5, 0.5:
+    1.5 and 2.7) while fine scales, where the anatomy's edges are, keep their per-cell noise. Empty or all
+    zeros: exactly `offset_noise` (no extra draws).
     """
     noise = offset_noise(shape, noise_offset, generator=generator, device=device, dtype=dtype)
     height, width = shape[-2:]

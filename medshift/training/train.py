@@ -297,7 +297,8 @@ def flow_matching_loss(
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
     with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given;
     noise from `prior_noise`: a per-channel offset of standard deviation `noise_offset` and the `coarse_noise`
-    levels (drawn on the crop, as the pipeline draws them on the whole latent)."""
+    levels. With `latent_crop` the levels' grids follow the crop's side, while SDEdit's noise follows the whole
+    latent's; the two agree when the crop is (nearly) the whole latent."""
     x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
     eps = prior_noise(tuple(x1.shape), noise_offset, coarse_noise, device=x1.device, dtype=x1.dtype)
