@@ -41,7 +41,7 @@ Recommended tau: **{tau}** (higher keeps more structure, lower gives more realis
 
 - VAE: `{vae_class}`, {vae_params:.1f}M parameters, {vae_in} input channel(s),
   {vae_latent} latent channels, scaling factor {scaling_factor:.5g}.
-- UNet: `UNet2DModel`, {unet_params:.1f}M parameters, channels {unet_channels}.
+- UNet: `UNet2DModel`, {unet_params:.1f}M parameters, channels {unet_channels}, {unet_layers} layer(s) per down block.
 - Scheduler: `FlowMatchODEScheduler` ({solver}, {steps} steps over [0, 1]){noise}.
 - Training resolution: {resolution} px; larger inputs are processed at this resolution and
   resized back (see the `processing_resolution` argument).
@@ -146,6 +146,7 @@ def make_model_card(
         scaling_factor=vae.config.scaling_factor,
         unet_params=_num_params(unet),
         unet_channels=tuple(unet.config.block_out_channels),
+        unet_layers=unet.config.layers_per_block,
         solver=scheduler.config.solver,
         steps=scheduler.config.num_inference_steps,
         noise=_noise_text(float(scheduler.config.get("noise_offset", 0.0)), scheduler.config.get("coarse_noise")),

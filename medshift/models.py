@@ -22,10 +22,13 @@ null class used for classifier-free guidance.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medshift.vae_codec import AUTOENCODERS, Autoencoder
 from xdigiskull.classes import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 # the null (unconditional) class of classifier-free guidance comes after the five X-DigiSkull classes
 NULL_LABEL = len(CLASS_NAMES)
@@ -208,3 +211,68 @@ def tile_vae(vae, image_size: int, tiles_per_side: int = 2, overlap: int = 80) -
                 vae.enable_tiling()
                 return
     raise ValueError(f"cannot tile {image_size} px as {tiles_per_side}x{tiles_per_side} tiles with {overlap} px overlap")
+
+
+def deepen_unet(unet: "UNet2DModel", layers_per_block: int, seed: int = 0) -> "UNet2DModel":
+    """A copy of a trained `UNet2DModel` with `layers_per_block` layers in every block, computing exactly
+    the same function: the new layers start as identities, so fine-tuning continues from what the UNet
+    learnt, with more capacity (net2net-style growth, as in ControlNet's zero-initialised layers).
+
+    A new down-block layer is a ResNet (plus attention, in attention blocks) whose last convolution (and
+    attention output projection) is zero, so its output is its input. It goes after the old layers, so its
+    skip connection repeats the last old layer's. A new up-block layer goes right after the first one: it
+    receives that repeated skip, and its 1x1 shortcut passes the hidden state through and drops the skip;
+    every old up-block layer then meets the skip it was trained with.
+
+    Args:
+        unet: the trained UNet (diffusers' `UNet2DModel`); it is left unchanged.
+        layers_per_block: layers per down block of the new UNet (up blocks get one more, as in diffusers);
+            at least the UNet's own.
+        seed: seeds the new layers' other (random) weights, so a recipe gives the same UNet each time; the
+            global random state is left as it was.
+
+    Raises:
+        ValueError: fewer layers than the UNet has.
+    """
+    import torch
+    from diffusers import UNet2DModel
+
+    old = unet.config.layers_per_block
+    if not isinstance(old, int) or layers_per_block < old:
+        raise ValueError(f"layers_per_block must be at least the UNet's {old}, got {layers_per_block}")
+    added = layers_per_block - old
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        grown = UNet2DModel.from_config({**unet.config, "layers_per_block": layers_per_block})
+    state = grown.state_dict()
+    for name, value in unet.state_dict().items():
+        parts = name.split(".")
+        # up_blocks.<b>.resnets|attentions.<i>.…: the old layers after the first move `added` places on
+        if parts[0] == "up_blocks" and parts[2] in ("resnets", "attentions") and int(parts[3]) > 0:
+            parts[3] = str(int(parts[3]) + added)
+        state[".".join(parts)] = value.clone()
+    grown.load_state_dict(state)
+
+    def make_identity(resnet, attention) -> None:
+        torch.nn.init.zeros_(resnet.conv2.weight)
+        torch.nn.init.zeros_(resnet.conv2.bias)
+        if attention is not None:  # residual attention: a zero output projection adds nothing
+            torch.nn.init.zeros_(attention.to_out[0].weight)
+            torch.nn.init.zeros_(attention.to_out[0].bias)
+
+    with torch.no_grad():
+        for block in grown.down_blocks:
+            attentions = getattr(block, "attentions", None)
+            for index in range(old, layers_per_block):
+                make_identity(block.resnets[index], attentions[index] if attentions is not None else None)
+        for block in grown.up_blocks:
+            attentions = getattr(block, "attentions", None)
+            for index in range(1, 1 + added):
+                resnet = block.resnets[index]
+                make_identity(resnet, attentions[index] if attentions is not None else None)
+                # its input is cat(hidden state, skip); the shortcut keeps the hidden state only
+                shortcut = resnet.conv_shortcut.weight
+                shortcut.zero_()
+                shortcut[:, : shortcut.shape[0], 0, 0] = torch.eye(shortcut.shape[0])
+                resnet.conv_shortcut.bias.zero_()
+    return grown

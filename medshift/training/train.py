@@ -44,7 +44,7 @@ from medshift.training.common import (
     save_grid,
     start_accelerator,
 )
-from medshift.models import NULL_LABEL, NUM_CLASS_EMBEDS
+from medshift.models import NULL_LABEL, NUM_CLASS_EMBEDS, deepen_unet
 from medshift.training.data import (
     StreamingXDigiSkullImages,
     XDigiSkullImages,
@@ -71,6 +71,7 @@ class TrainConfig:
     latent_crop: int | None = field(default=None, metadata=option("Train on random crops of this many latent cells per side (a multiple of 2^(UNet levels - 1)); none: whole latents."))
     unet_config: str | dict = field(default="demo", metadata=option("UNet size: 'demo', 'paper' or a JSON file of UNet2DModel arguments."))
     init_unet: str | None = field(default=None, metadata=option("Start from this UNet's weights instead of a fresh --unet-config one (fine-tuning, e.g. at another --resolution): a saved MedShiftPipeline folder, its unet/ folder, or a pipeline's Hub id."))
+    init_unet_layers_per_block: int | None = field(default=None, metadata=option("With --init-unet: first deepen that UNet to this many layers per block; the new layers start as identities, so it computes what it did, with more capacity to fine-tune (none: as it is).", min=1))
     train_split: str = field(default="train", metadata=option("Split to train on."))
     validation_split: str = field(default="validation", metadata=option("Split the sample grids take their inputs from."))
     batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
@@ -228,6 +229,8 @@ def check_config(config: TrainConfig) -> None:
     if config.noise_offset < 0:
         raise ValueError(f"noise_offset must be >= 0, got {config.noise_offset}")
     coarse_noise_weights(config.coarse_noise)
+    if config.init_unet_layers_per_block is not None and not config.init_unet:
+        raise ValueError("--init-unet-layers-per-block deepens the --init-unet UNet: give --init-unet too")
 
 
 def coarse_noise_weights(coarse_noise: str | list | None) -> tuple[float, ...]:
@@ -258,6 +261,8 @@ def build_unet(config: TrainConfig, vae: Autoencoder) -> UNet2DModel:
     """A fresh UNet of `config.unet_config` (or the `config.init_unet` one) for the VAE's latents at
     `config.resolution` (or their crops)."""
     initial = load_init_unet(config.init_unet, vae.config.latent_channels) if config.init_unet else None
+    if initial is not None and config.init_unet_layers_per_block is not None:
+        initial = deepen_unet(initial, config.init_unet_layers_per_block)
     unet_config = dict(initial.config) if initial is not None else unet_config_for(config.unet_config, vae.config.latent_channels)
     latent_side = math.ceil(config.resolution / downsampling_factor(vae))  # encode_grey pads to the VAE's factor
     # what the UNet sees must survive its downsamplings without rounding

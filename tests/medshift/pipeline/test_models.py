@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
 
-from medshift.models import demo_unet_config, demo_vae_config, kl_vae_config, make_autoencoder, paper_unet_config, sd_vae_config, tile_vae
+from medshift.models import deepen_unet, demo_unet_config, demo_vae_config, kl_vae_config, make_autoencoder, paper_unet_config, sd_vae_config, tile_vae
 from xdigiskull.classes import CLASS_NAMES
 
 PREVIOUS_DEMO_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "medshift-xdigiskull-demo-2026-11"  # an AutoencoderKL
@@ -96,3 +96,59 @@ def test_tiled_round_trip_keeps_the_size_and_nearly_the_quality():
     assert latents.shape == (1, 4, 32, 32)
     assert tiled.shape == image.shape
     assert (tiled - image).abs().mean() < 1.25 * (whole - image).abs().mean()
+
+
+def _small_unet(layers_per_block: int) -> UNet2DModel:
+    """A tiny class-conditional UNet with plain and attention blocks at both ends, random weights."""
+    torch.manual_seed(0)
+    return UNet2DModel(
+        in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=layers_per_block,
+        down_block_types=("AttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+        attention_head_dim=32, norm_num_groups=32, num_class_embeds=len(CLASS_NAMES) + 1,
+    ).eval()
+
+
+@pytest.mark.parametrize("old, new", [(1, 2), (1, 3), (2, 3), (2, 2)])
+def test_deepened_unet_computes_the_same_function(old, new):
+    unet = _small_unet(old)
+    grown = deepen_unet(unet, new).eval()
+    assert grown.config.layers_per_block == new and unet.config.layers_per_block == old  # the original untouched
+    assert all(len(block.resnets) == new for block in grown.down_blocks)
+    assert all(len(block.resnets) == new + 1 for block in grown.up_blocks)
+    if new > old:
+        assert millions(grown) > millions(unet)
+    latents = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    timesteps, classes = torch.tensor([50.0, 500.0, 950.0]), torch.tensor([0, 3, len(CLASS_NAMES)])
+    with torch.no_grad():
+        before = unet(latents, timesteps, class_labels=classes).sample
+        after = grown(latents, timesteps, class_labels=classes).sample
+    assert before.abs().mean() > 0.05  # a real function, not zeros
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def test_deepened_unet_learns_in_its_new_layers():
+    grown = deepen_unet(_small_unet(1), 2).train()
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    loss = grown(latents, torch.tensor([100.0, 700.0]), class_labels=torch.tensor([1, 2])).sample.pow(2).mean()
+    loss.backward()
+    new_layer = grown.down_blocks[0].resnets[1]
+    assert new_layer.conv2.weight.grad.abs().sum() > 0  # zero weights, but not a dead end
+    assert grown.down_blocks[0].attentions[1].to_out[0].weight.grad.abs().sum() > 0
+
+
+def test_deepen_unet_is_reproducible_and_leaves_the_global_random_state_alone():
+    unet = _small_unet(1)
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    first = deepen_unet(unet, 2)
+    assert torch.equal(torch.rand(3), expected_draw)
+    second = deepen_unet(unet, 2)
+    assert all(torch.equal(value, second.state_dict()[name]) for name, value in first.state_dict().items())
+    other = deepen_unet(unet, 2, seed=1)
+    assert not torch.equal(other.down_blocks[0].resnets[1].conv1.weight, first.down_blocks[0].resnets[1].conv1.weight)
+
+
+def test_deepen_unet_refuses_to_remove_layers():
+    with pytest.raises(ValueError, match="layers_per_block must be at least the UNet's 2, got 1"):
+        deepen_unet(_small_unet(2), 1)

@@ -344,6 +344,8 @@ def test_model_card_lists_metrics(tiny_pipeline):
     card = make_model_card(tiny_pipeline, dataset="user/x-digiskull", metrics={"CFID": 195.17, "SSIM": 0.85})
     assert card.data.datasets == ["user/x-digiskull"]
     assert "| CFID | 195.2 |" in card.text and "| SSIM | 0.85 |" in card.text
+    unet = tiny_pipeline.unet.config
+    assert f"channels {tuple(unet.block_out_channels)}, {unet.layers_per_block} layer(s) per down block." in card.text
 
 
 def test_refuses_pickle_weights(saved_tiny_pipeline, tiny_pipeline, tmp_path):

@@ -77,6 +77,26 @@ def test_init_unet_starts_from_a_saved_pipelines_weights(tiny_dataset, tiny_vae,
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", init_unet=str(tmp_path / "five")))
 
 
+def test_init_unet_layers_per_block_fine_tunes_a_deepened_copy(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
+    from medshift.pipeline_medshift import MedShiftPipeline
+
+    run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "first", max_steps=5))
+    first = MedShiftPipeline.from_pretrained(str(tmp_path / "first")).unet.eval()
+    # learning rate 0: the saved UNet is the deepened copy, which computes what the trained one did
+    run_training(tiny_train_config(tiny_dataset, tiny_vae, "no-such-config", tmp_path / "deep", max_steps=2, learning_rate=0.0,
+                                   weight_decay=0.0, init_unet=str(tmp_path / "first"), init_unet_layers_per_block=2))  # fmt: skip
+    deep = MedShiftPipeline.from_pretrained(str(tmp_path / "deep")).unet.eval()
+    assert first.config.layers_per_block == 1 and deep.config.layers_per_block == 2
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in first.parameters())
+    latents = torch.randn(2, first.config.in_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = first(latents, torch.tensor([200.0, 800.0]), class_labels=torch.tensor([0, 3])).sample
+        got = deep(latents, torch.tensor([200.0, 800.0]), class_labels=torch.tensor([0, 3])).sample
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="--init-unet-layers-per-block deepens the --init-unet UNet: give --init-unet too"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "bad", init_unet_layers_per_block=2))
+
+
 def test_resume_continues_from_the_saved_step(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path):
     common = dict(max_steps=10, checkpoint_every=5, cache_dir=str(tmp_path / "cache"), log_every=1)
     uninterrupted = run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "full", **common))
