@@ -111,5 +111,6 @@ def main() -> None:
     print(f"with latent cache, bf16 autocast: {results['cached-bf16']:.2f} steps/s ({1 / results['cached-bf16']:.3f} s/step), "
           f"{results['cached-bf16'] / results['cached']:.2f}x fp32's")
 
+
 if __name__ == "__main__":
     main()
