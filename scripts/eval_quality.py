@@ -40,17 +40,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
-# phantom seeds (heads) a training run used: 1, 3, 4 and 5 for the shipped demo checkpoint and
-# scripts/train_demo.py's cpu preset (1 alone for the first checkpoint, checkpoints/medshift-xdigiskull-demo-2026-11),
-# 6, 8, 9 and 10 too for the gpu preset, 0 for `make demo`'s phantom.
+# phantom seeds (heads) a training run used: 1, 3, 4 and 5 for scripts/train_demo.py's cpu preset, those and
+# 6, 8, 9 and 10 for the shipped demo checkpoint (its deepened-UNet fine-tune) and the gpu preset (1 alone for the
+# first checkpoint, checkpoints/medshift-xdigiskull-demo-2026-11), 0 for `make demo`'s phantom.
 # Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
     0: "make demo's phantom and scripts/train_demo.py's earlier default",
     1: "shipped demo checkpoint and the first one (checkpoints/medshift-xdigiskull-demo-2026-11); scripts/train_demo.py presets",
     3: "shipped demo checkpoint; scripts/train_demo.py presets", 4: "shipped demo checkpoint; scripts/train_demo.py presets",
     5: "shipped demo checkpoint; scripts/train_demo.py presets",
-    6: "scripts/train_demo.py --preset gpu", 8: "scripts/train_demo.py --preset gpu",
-    9: "scripts/train_demo.py --preset gpu", 10: "scripts/train_demo.py --preset gpu",
+    6: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
+    8: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
+    9: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
+    10: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
 }  # fmt: skip
 GOALS = {"ceiling_ssim": 0.97, "ceiling_psnr": 36.0, "paired_ssim": 0.90, "paired_psnr": 28.0, "cfid_ratio": 0.5}
 GOAL_TAU = 0.45
