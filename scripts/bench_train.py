@@ -3,8 +3,8 @@
 Runs the real training loop (`run_training`) on the same small X-DigiSkull-shaped dataset (random-weight
 demo VAE and demo UNet, 256² images, 32² latents): on cached latents, encoding every batch through the
 VAE, and on cached latents with `--mixed-precision bf16` (on a CPU: torch's bf16 autocast, which pays on
-CPUs with AVX-512 BF16 or AMX and is many times slower on those without). The time to build the cache is printed separately: it is paid once per
-dataset and VAE. Goal: at least 3x more steps/s with the cache.
+CPUs with AVX-512 BF16 or AMX and is many times slower on those without). The time to build the cache is
+printed separately: it is paid once per dataset and VAE. Goal: at least 3x more steps/s with the cache.
 
     python scripts/bench_train.py              # 20 steps each, batch 8
     python scripts/bench_train.py --steps 50 --batch-size 16

@@ -60,7 +60,6 @@ def test_mixed_precision_auto_is_float32_on_a_cpu_and_bad_values_are_refused():
         resolve_mixed_precision("fp8")
 
 
-
 def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_emulated(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("the warning is about CPU training")
