@@ -49,10 +49,10 @@ TRAINING_SEEDS = {
     1: "shipped demo checkpoint and the first one (checkpoints/medshift-xdigiskull-demo-2026-11); scripts/train_demo.py presets",
     3: "shipped demo checkpoint; scripts/train_demo.py presets", 4: "shipped demo checkpoint; scripts/train_demo.py presets",
     5: "shipped demo checkpoint; scripts/train_demo.py presets",
-    6: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
-    8: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
-    9: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
-    10: "shipped demo checkpoint (deepened-UNet fine-tune); scripts/train_demo.py --preset gpu",
+    6: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
+    8: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
+    9: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
+    10: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
 }  # fmt: skip
 GOALS = {"ceiling_ssim": 0.97, "ceiling_psnr": 36.0, "paired_ssim": 0.90, "paired_psnr": 28.0, "cfid_ratio": 0.5}
 GOAL_TAU = 0.45
