@@ -95,6 +95,33 @@ def prior_noise(
     return noise
 
 
+def sample_times(
+    batch_size: int,
+    focus_min: float = 0.0,
+    focus_fraction: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Training times of shape (batch_size,): each uniform on [focus_min, 1] with probability
+    `focus_fraction`, else uniform on [0, 1].
+
+    Why: a translation at tau only ever evaluates the network on [tau, 1] (inversion down to tau, generation
+    back up), so times below the smallest tau used are spent on pure generation from noise. Putting most of
+    the training there where translations run gives that range more of a small network's capacity and of a
+    short run's steps; the uniform remainder keeps the whole path (SDEdit from any tau, generation from noise)
+    trained. With `focus_fraction = 0` this is exactly `torch.rand` (no extra draws).
+    """
+    if not 0.0 <= focus_min < 1.0:
+        raise ValueError(f"focus_min must be in [0, 1), got {focus_min}")
+    if not 0.0 <= focus_fraction <= 1.0:
+        raise ValueError(f"focus_fraction must be in [0, 1], got {focus_fraction}")
+    t = torch.rand(batch_size, generator=generator, device="cpu")
+    if focus_fraction > 0:
+        focused = torch.rand(batch_size, generator=generator, device="cpu") < focus_fraction
+        t = torch.where(focused, focus_min + (1.0 - focus_min) * t, t)
+    return t.to(device) if device is not None else t
+
+
 def sample_path(
     x1: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, sigma_min: float = SIGMA_MIN
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from medshift.flow_matching import check_coarse_noise, drop_labels, prior_noise, sample_path
+from medshift.flow_matching import check_coarse_noise, drop_labels, prior_noise, sample_path, sample_times
 from medshift.training.common import (
     LossLog,
     TimeBudget,
@@ -84,6 +84,8 @@ class TrainConfig:
     label_dropout: float = field(default=0.15, metadata=option("Probability of replacing the class by the null class (classifier-free guidance)."))
     noise_offset: float = field(default=0.0, metadata=option("Offset noise: std of a per-channel constant added to the training noise, so the flow can change global brightness (0: plain Gaussian; stored in the scheduler config).", min=0.0))
     coarse_noise: str | list | None = field(default=None, metadata=option("Coarse (pyramid) noise: comma-separated standard deviations of Gaussian noise drawn on grids 2, 4, 8, ... times coarser than the latent and upsampled, added to the training noise so the flow can re-draw large-scale shading (e.g. 0,0,0.5,0.7,0.7; none: no coarse noise; stored in the scheduler config)."))
+    focus_time_min: float = field(default=0.0, metadata=option("With --focus-time-fraction: the lower end of the time range most training steps are drawn from (t = 0 noise, 1 data); a translation at tau only runs on [tau, 1], so e.g. 0.25 for taus of 0.3 and up.", min=0.0))
+    focus_time_fraction: float = field(default=0.0, metadata=option("Share of training times drawn uniformly on [--focus-time-min, 1]; the rest are uniform on [0, 1] (0: all uniform on [0, 1]).", min=0.0))
     ema_decay: float = field(default=0.999, metadata=option("EMA decay of the weights that get saved."))
     max_grad_norm: float = field(default=1.0, metadata=option("Gradient clipping norm (0 disables)."))
     mixed_precision: str = field(default="auto", metadata=option("auto (bf16/fp16 on GPU, fp32 on CPU), no, fp16 or bf16."))
@@ -229,6 +231,10 @@ def check_config(config: TrainConfig) -> None:
     if config.noise_offset < 0:
         raise ValueError(f"noise_offset must be >= 0, got {config.noise_offset}")
     coarse_noise_weights(config.coarse_noise)
+    if not 0.0 <= config.focus_time_min < 1.0:
+        raise ValueError(f"focus_time_min must be in [0, 1), got {config.focus_time_min}")
+    if not 0.0 <= config.focus_time_fraction <= 1.0:
+        raise ValueError(f"focus_time_fraction must be in [0, 1], got {config.focus_time_fraction}")
     if config.init_unet_layers_per_block is not None and not config.init_unet:
         raise ValueError("--init-unet-layers-per-block deepens the --init-unet UNet: give --init-unet too")
 
@@ -298,16 +304,18 @@ def flow_matching_loss(
     latent_crop: int | None = None,
     noise_offset: float = 0.0,
     coarse_noise: tuple[float, ...] = (),
+    focus_time_min: float = 0.0,
+    focus_time_fraction: float = 0.0,
 ) -> torch.Tensor:
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
     with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given;
     noise from `prior_noise`: a per-channel offset of standard deviation `noise_offset` and the `coarse_noise`
-    levels. With `latent_crop` the levels' grids follow the crop's side, while SDEdit's noise follows the whole
+    levels; times from `sample_times` (uniform on [0, 1], or mostly on [focus_time_min, 1]). With `latent_crop` the levels' grids follow the crop's side, while SDEdit's noise follows the whole
     latent's; the two agree when the crop is (nearly) the whole latent."""
     x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
     eps = prior_noise(tuple(x1.shape), noise_offset, coarse_noise, device=x1.device, dtype=x1.dtype)
-    t = torch.rand(x1.shape[0], device=x1.device)
+    t = sample_times(x1.shape[0], focus_time_min, focus_time_fraction, device=x1.device)
     x_t, u_t = sample_path(x1, eps, t)
     velocity = unet(x_t, t * 1000, class_labels=labels).sample
     return F.mse_loss(velocity.float(), u_t.float())
@@ -348,7 +356,10 @@ def run_training(config: TrainConfig) -> TrainResult:
     while global_step < config.max_steps:
         batch = next(batches)
         with accelerator.accumulate(unet):
-            loss = flow_matching_loss(unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset, coarse_noise)
+            loss = flow_matching_loss(
+                unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset, coarse_noise,
+                config.focus_time_min, config.focus_time_fraction,
+            )
             optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)
         running.append(accelerator.gather(loss.detach()).mean().item())
         if not accelerator.sync_gradients:

@@ -1,4 +1,4 @@
-"""medshift.flow_matching: the path, its velocity and the prior (offset and coarse noise)."""
+"""medshift.flow_matching: the path, its velocity, the prior (offset and coarse noise) and the training times."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medshift.flow_matching import offset_noise, prior_noise, sample_path
+from medshift.flow_matching import offset_noise, prior_noise, sample_path, sample_times
 from medshift.scheduling_flow_match import FlowMatchODEScheduler
 
 
@@ -99,3 +99,25 @@ def test_scheduler_round_trips_coarse_noise_and_samples_it(tmp_path):
     drawn = loaded.sample_noise((2, 4, 16, 16), generator=torch.Generator().manual_seed(1))
     assert torch.equal(drawn, prior_noise((2, 4, 16, 16), 1.5, [0.0, 0.0, 0.5, 0.7], generator=torch.Generator().manual_seed(1)))
     assert FlowMatchODEScheduler().config.coarse_noise is None  # older checkpoints: no coarse levels
+
+
+def test_sample_times_without_focus_is_plain_uniform_time():
+    assert torch.equal(sample_times(16, 0.25, 0.0, generator=torch.Generator().manual_seed(3)), torch.rand(16, generator=torch.Generator().manual_seed(3)))
+
+
+def test_sample_times_puts_the_focus_fraction_on_the_focus_range_and_the_rest_on_the_whole_path():
+    t = sample_times(200_000, focus_min=0.25, focus_fraction=0.75, generator=torch.Generator().manual_seed(0))
+    assert t.shape == (200_000,) and t.min() >= 0 and t.max() < 1
+    # below 0.25 only the uniform quarter lands, a quarter of the time: 0.25 * 0.25 of all draws
+    assert abs((t < 0.25).float().mean().item() - 0.0625) < 0.005
+    # above it the density is flat: 0.75 / 0.75 + 0.25 = 1.25 per unit time
+    upper = t[t >= 0.25]
+    assert abs((upper < 0.625).float().mean().item() - 0.5) < 0.01
+    fully_focused = sample_times(10_000, focus_min=0.6, focus_fraction=1.0, generator=torch.Generator().manual_seed(1))
+    assert fully_focused.min() >= 0.6 and abs(fully_focused.mean().item() - 0.8) < 0.01
+
+
+@pytest.mark.parametrize(("focus_min", "focus_fraction", "message"), [(1.0, 0.5, "focus_min"), (-0.1, 0.5, "focus_min"), (0.25, 1.5, "focus_fraction")])
+def test_sample_times_refuses_settings_outside_the_unit_interval(focus_min, focus_fraction, message):
+    with pytest.raises(ValueError, match=message):
+        sample_times(4, focus_min, focus_fraction)

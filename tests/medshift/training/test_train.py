@@ -43,7 +43,11 @@ def test_offset_and_coarse_noise_training_learns_and_stores_the_prior_in_the_sch
     from medshift.pipeline_medshift import MedShiftPipeline
 
     # the command line's form of --coarse-noise: a comma-separated string
-    config = tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", noise_offset=1.0, coarse_noise="0,0.5")
+    # with training times focused on [0.25, 1], as the demo's continuation trains
+    config = tiny_train_config(
+        tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "run", noise_offset=1.0, coarse_noise="0,0.5",
+        focus_time_min=0.25, focus_time_fraction=0.75,
+    )
     result = run_training(config)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.75 * first, (first, last)
@@ -150,6 +154,10 @@ def test_bad_settings_are_refused(tiny_dataset, tiny_vae, tiny_unet_config, tmp_
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", coarse_noise="0,x"))
     with pytest.raises(ValueError, match=r"coarse_noise weights must be finite and >= 0, got -1.0 for level 2 \(1/4 of the latent\)"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", coarse_noise=[0.5, -1]))
+    with pytest.raises(ValueError, match=r"focus_time_min must be in \[0, 1\), got 1.0"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", focus_time_min=1.0, focus_time_fraction=0.5))
+    with pytest.raises(ValueError, match=r"focus_time_fraction must be in \[0, 1\], got 1.5"):
+        run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "e", focus_time_min=0.25, focus_time_fraction=1.5))
     assert not (tmp_path / "e").exists()  # refused before any work
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         run_training(tiny_train_config(tiny_dataset, tiny_vae, tiny_unet_config, tmp_path / "d", resume=str(tmp_path)))
