@@ -5,7 +5,7 @@ can be repeated by hand; the script adds only timing and the final copy.
 
 The shipped `checkpoints/medshift-xdigiskull-demo/` was made with the cpu preset (2026-12-02, 2 CPU
 cores): the AutoencoderDC VAE at X-DigiSkull's own 780 px, the UNet on whole latents of 512 px images,
-phantom heads 1, 3, 4 and 5. Its UNet was then fine-tuned three times, steps this script does not run. First
+phantom heads 1, 3, 4 and 5. Its UNet was then fine-tuned four times, steps this script does not run. First
 2,000 steps with coarse noise:
 
     medshift train --dataset demo_work/x-digiskull --vae demo_work/vae --output-dir demo_work/model-coarse \
@@ -22,7 +22,7 @@ as below with `--heads 1,3,4,5,6,8,9,10`; 3,507 steps, stopped by the 86-minute 
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
       --checkpoint-every 1000 --max-minutes 86 --seed 0
 
-and (2026-12-04, the shipped weights) deepened again, from 3 to 4 layers per block, and fine-tuned on the
+and (2026-12-04) deepened again, from 3 to 4 layers per block, and fine-tuned on the
 same heads (3,861 steps, stopped by the 100-minute budget, float32 on 2 cores):
 
     medshift train --dataset work8/x-digiskull --vae demo_work/vae --output-dir demo_work/model-grown4 \
@@ -30,6 +30,16 @@ same heads (3,861 steps, stopped by the 100-minute budget, float32 on 2 cores):
       --max-steps 3900 --learning-rate 2e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
       --checkpoint-every 1000 --max-minutes 100 --seed 0
+
+and (2026-12-04, the shipped weights) continued with a second cosine cycle at half the learning rate and
+75 % of the training times on [0.25, 1], where translations at tau >= 0.3 run (3,152 steps, stopped by the
+88-minute budget, float32 on 2 cores):
+
+    medshift train --dataset work8/x-digiskull --vae demo_work/vae --output-dir demo_work/model-focus5 \
+      --init-unet demo_work/model-grown4 --resolution 512 --batch-size 8 \
+      --max-steps 3500 --learning-rate 1e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
+      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
+      --focus-time-min 0.25 --focus-time-fraction 0.75 --checkpoint-every 1000 --max-minutes 88 --seed 1
 
 Its model card and the README ("Model-quality goals") give what it scores.
 
