@@ -53,6 +53,7 @@ TRAINING_SEEDS = {
     8: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
     9: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
     10: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
+    **{seed: "GPU continuation of the shipped UNet (2026-12-04, 16 heads)" for seed in range(12, 20)},
 }  # fmt: skip
 GOALS = {"ceiling_ssim": 0.97, "ceiling_psnr": 36.0, "paired_ssim": 0.90, "paired_psnr": 28.0, "cfid_ratio": 0.5}
 GOAL_TAU = 0.45

@@ -31,7 +31,7 @@ same heads (3,861 steps, stopped by the 100-minute budget, float32 on 2 cores):
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
       --checkpoint-every 1000 --max-minutes 100 --seed 0
 
-and (2026-12-04, the shipped weights) continued with a second cosine cycle at half the learning rate and
+and (2026-12-04) continued with a second cosine cycle at half the learning rate and
 75 % of the training times on [0.25, 1], where translations at tau >= 0.3 run (3,152 steps, stopped by the
 88-minute budget, float32 on 2 cores):
 
@@ -40,6 +40,21 @@ and (2026-12-04, the shipped weights) continued with a second cosine cycle at ha
       --max-steps 3500 --learning-rate 1e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
       --focus-time-min 0.25 --focus-time-fraction 0.75 --checkpoint-every 1000 --max-minutes 88 --seed 1
+
+and (2026-12-04, the shipped weights) continued once more on a lent H200 with `scripts/gpu_continue.sh`:
+16 phantom heads (1, 3, 4, 5, 6, 8, 9, 10 and 12 to 19, 12 views each) built on the GPU machine, then a
+second cosine cycle at batch 64 and learning rate 2e-4 with the same focused times (2,618 of 3,010 steps,
+stopped by its 5.9-minute budget, bf16):
+
+    OUT=gpu_out bash scripts/gpu_continue.sh 540
+
+which runs, after the phantom and build stages,
+
+    medshift train --dataset WORK/x-digiskull --vae checkpoints/medshift-xdigiskull-demo/vae --output-dir WORK/model \
+      --init-unet checkpoints/medshift-xdigiskull-demo --resolution 512 --batch-size 64 --learning-rate 2e-4 \
+      --max-steps 3010 --max-minutes 5.93 --warmup-steps 200 --lr-schedule cosine --ema-decay 0.999 \
+      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --focus-time-min 0.25 --focus-time-fraction 0.75 \
+      --label-dropout 0.15 --default-guidance-scale 1.5 --seed 0
 
 Its model card and the README ("Model-quality goals") give what it scores.
 

@@ -1,0 +1,118 @@
+"""Where does a checkpoint's CFID come from? Floors and inference-time levers on one phantom head.
+
+    python scripts/cfid_levers.py                                   # shipped checkpoint, head seed 7, 4 poses
+    python scripts/cfid_levers.py --seed 11 --variants default,guidance=2,steps=40
+
+Renders the head as `scripts/eval_quality.py` does (same seeds refused), then prints, against the head's
+real_normal frames, the CFID (FID Inception) of:
+
+- the untranslated synthetic_low images (identity) and the phantom's noise-free real_normal renders of the
+  same poses (what a perfect noise-free translation would score: the floor this metric allows);
+- synthetic_low -> real_normal translations by MedShift at the model's defaults with --steps ODE steps (20,
+  as issue 14's goals and eval_quality.py; the scheduler's own default is 50) and under each --variants
+  entry, one change each: `guidance=G`, `steps=N`, `solver=S`, `tau=T`, `resolution=R` (processing px),
+  with their paired SSIM/PSNR against the renders. Each image is translated alone (generator seed + index),
+  so figures can differ slightly from eval_quality.py's batched run: CFID of a few images is noisy.
+
+A lever that moves CFID moves it here; one that does not (the ODE is integrated well enough, say) leaves
+the network's sharpness as the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_quality  # noqa: E402  (the head rendering, seeds and constants)
+
+LEVERS = {"guidance": ("guidance_scale", float), "steps": ("num_inference_steps", int), "solver": ("solver", str),
+          "tau": ("tau", float), "resolution": ("processing_resolution", int)}  # fmt: skip
+
+
+def parse_variant(text: str) -> dict:
+    """'default' -> {}; 'guidance=2' -> {'guidance_scale': 2.0}."""
+    if text == "default":
+        return {}
+    name, _, value = text.partition("=")
+    if name not in LEVERS or not value:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: expected default or one of {sorted(LEVERS)}=VALUE")
+    argument, kind = LEVERS[name]
+    try:
+        return {argument: kind(value)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: {value!r} is not {'an integer' if kind is int else 'a number' if kind is float else 'valid'}") from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=eval_quality.DEFAULT_MODEL)
+    parser.add_argument("--seed", type=int, default=7, help="phantom head; never a training seed")
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="num_inference_steps unless a variant sets steps=N")
+    parser.add_argument("--variants", default="default,guidance=2,guidance=3,steps=50,solver=heun,tau=0.3",
+                        help="comma-separated: default or LEVER=VALUE, LEVER in " + ", ".join(LEVERS))  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="JSON file with every figure")
+    args = parser.parse_args()
+    if args.seed in eval_quality.TRAINING_SEEDS:
+        parser.error(f"--seed {args.seed} is a training seed ({eval_quality.TRAINING_SEEDS[args.seed]})")
+    try:
+        variants = [(text, parse_variant(text)) for text in args.variants.split(",")]
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+    from medshift import MedShiftPipeline
+    from medshift.evaluate import load_evaluation_data, load_ground_truth, mean_similarity
+    from medshift.metrics.frechet import frechet_distance_from_features
+    from medshift.metrics.inception import InceptionFeatures
+
+    inception = InceptionFeatures.from_cache()
+    if inception is None:
+        raise SystemExit("the FID Inception weights are not cached: run `medshift weights fetch`")
+    pipe = MedShiftPipeline.from_pretrained(str(args.model))
+    pipe.set_progress_bar_config(disable=True)
+    results: dict = {"model": str(args.model), "seed": args.seed, "poses": args.views, "num_inference_steps": args.steps}
+    with tempfile.TemporaryDirectory(prefix="cfid_levers_") as temporary:
+        dataset, ground_truth = eval_quality.make_head(Path(temporary), args.views, args.seed)
+        data = load_evaluation_data(str(dataset), "test", eval_quality.SOURCE, eval_quality.TARGET, eval_quality.SIZE)
+        truths = [load_ground_truth(ground_truth, pair, eval_quality.TARGET, eval_quality.SIZE) for pair in data.source_pair_ids]
+    reference = inception(data.target_images)
+    results["reference_images"] = len(data.target_images)
+
+    def cfid(images: list[np.ndarray]) -> float:
+        return frechet_distance_from_features(reference, inception(images))
+
+    results["identity"] = {"cfid": cfid(data.source_images)}
+    results["noise-free render"] = {"cfid": cfid(truths)}
+    for name in ("identity", "noise-free render"):
+        print(f"{name:>22}: CFID {results[name]['cfid']:.1f}", flush=True)
+    for text, overrides in variants:
+        translations = []
+        for index, image in enumerate(data.source_images):
+            generator = torch.Generator("cpu").manual_seed(args.seed + index)
+            options = {"num_inference_steps": args.steps, **overrides}
+            output = pipe(image=image, target=eval_quality.TARGET, source=eval_quality.SOURCE, generator=generator,
+                          output_type="np", **options).images[0]  # fmt: skip
+            translations.append(np.asarray(output, dtype=np.float32).squeeze())
+        paired = mean_similarity(translations, truths)
+        results[text] = {"cfid": cfid(translations), "paired_ssim": paired["ssim"], "paired_psnr": paired["psnr"]}
+        ratio = results[text]["cfid"] / results["identity"]["cfid"]
+        print(f"{text:>22}: CFID {results[text]['cfid']:.1f} ({ratio:.2f} x identity), "
+              f"paired {paired['ssim']:.3f} / {paired['psnr']:.2f} dB", flush=True)  # fmt: skip
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

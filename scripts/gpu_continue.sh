@@ -1,0 +1,93 @@
+#!/bin/bash
+# Continue the shipped demo UNet on a lent GPU inside a fixed wall-clock budget, with the public command line:
+#   1. `xdigiskull phantom` exports of HEADS (one process per head, all at once), VIEWS poses each;
+#   2. one `xdigiskull build` of them all (780 px, every DICOM frame, split seed 0);
+#   3. a 100-step timing run of `medshift train` (it also writes the latent cache), whose steps/s sets
+#   4. the real run's --max-steps, so that its cosine schedule ends inside the budget: the shipped UNet
+#      (--init-unet) continued at BATCH and LR with 75 % of the training times on [0.25, 1], bf16, EMA 0.999.
+# The shipped VAE is reused unchanged (the UNet's latents stay the same). The pipeline lands in $WORK/model;
+# its UNet, training log and config are copied to $OUT (safetensors split into 9 MB parts when SPLIT=1,
+# for transfers that cap the file size; join them with `cat unet.part* > diffusion_pytorch_model.safetensors`).
+#
+# Usage, from the repository root, with the project installed (or WHEELS=dir of wheels to install first):
+#   OUT=/path/to/results bash scripts/gpu_continue.sh 540        # the whole script in about 540 s
+# Made the shipped weights of 2026-12-04 (step 6 of the README's "Demo weights") on one H200 in 495 s:
+# 16 heads x 12 views, 2,618 steps at batch 64 (8.8 steps/s).
+set -u
+T0=$(date +%s)
+BUDGET=${1:-540}
+REPO=$(pwd)
+OUT=${OUT:-$REPO/gpu_out}
+W=${WORK:-/tmp/medshift-gpu-work}
+HEADS=${HEADS:-"1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19"}   # never 2, 7 or 11: the evaluation heads
+VIEWS=${VIEWS:-12}
+BATCH=${BATCH:-64}
+LR=${LR:-2e-4}
+INIT=${INIT:-$REPO/checkpoints/medshift-xdigiskull-demo}
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+elapsed() { echo $(( $(date +%s) - T0 )); }
+log() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
+fail() { log "$1 failed"; tail -30 "$2" | tee -a "$LOG"; exit 1; }
+
+if [ -n "${WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/medshift-site "$WHEELS"/*.whl >>"$LOG" 2>&1 || fail "pip install" "$LOG"
+  export PYTHONPATH=/tmp/medshift-site
+fi
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
+rm -rf "$W"; mkdir -p "$W/raw"; cd "$W"   # not the repo root: the installed package, not the source tree, is imported
+python3 -c "import torch, medshift.cli, xdigiskull.cli; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" >>"$LOG" 2>&1 || fail "imports" "$LOG"
+log "imports ok"
+
+for head in $HEADS; do
+  OMP_NUM_THREADS=1 python3 -m xdigiskull.cli phantom "$W/raw/head-$head" --views "$VIEWS" --seed "$head" --workers 1 >"$W/phantom-$head.log" 2>&1 &
+done
+wait
+for head in $HEADS; do [ -f "$W/raw/head-$head/manifest.csv" ] || fail "phantom head $head" "$W/phantom-$head.log"; done
+log "phantom: heads $HEADS, $VIEWS views each"
+
+python3 - "$W/raw" $HEADS <<'EOF'
+# one manifest for all heads, paths prefixed with their head-<seed>/ folder (as scripts/train_demo.py does)
+import csv, sys
+from pathlib import Path
+raw, heads = Path(sys.argv[1]), sys.argv[2:]
+header, rows = None, []
+for seed in heads:
+    with open(raw / f"head-{seed}" / "manifest.csv", newline="") as handle:
+        lines = list(csv.reader(handle))
+    header = lines[0]
+    rows.extend([f"head-{seed}/{line[0]}", *line[1:]] for line in lines[1:])
+with open(raw / "manifest.csv", "w", newline="") as handle:
+    csv.writer(handle).writerows([header, *rows])
+EOF
+python3 -m xdigiskull.cli build "$W/raw" --out "$W/x-digiskull" --labels "$W/raw/manifest.csv" --frames all --size 780 --seed 0 \
+  --num-proc "$(nproc)" >"$W/build.log" 2>&1 || fail "build" "$W/build.log"
+log "build done"
+
+COMMON=(--dataset "$W/x-digiskull" --vae "$INIT/vae" --init-unet "$INIT" --resolution 512 --batch-size "$BATCH"
+  --learning-rate "$LR" --weight-decay 0.01 --ema-decay 0.999 --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5
+  --focus-time-min 0.25 --focus-time-fraction 0.75 --label-dropout 0.15 --default-tau 0.45 --default-guidance-scale 1.5
+  --cache-dir "$W/cache" --sample-every 0 --log-every 10 --checkpoint-every 1000000 --seed 0)
+python3 -m medshift.cli train "${COMMON[@]}" --output-dir "$W/timing" --max-steps 100 --warmup-steps 10 \
+  --lr-schedule constant_with_warmup >"$W/timing.log" 2>&1 || fail "timing run" "$W/timing.log"
+RATE=$(python3 -c "
+import csv
+rows = list(csv.DictReader(open('$W/timing/train_log.csv')))
+first, last = rows[4], rows[-1]   # past the first steps' warm-up
+print((int(last['step']) - int(first['step'])) / (float(last['seconds']) - float(first['seconds'])))")
+LEFT=$(( BUDGET - $(elapsed) - 45 ))   # 45 s: the run's start-up and final save
+STEPS=$(python3 -c "print(int($RATE * ($LEFT - 25) * 0.97))")
+MINUTES=$(python3 -c "print(round(($LEFT - 20) / 60, 2))")
+log "timing: $RATE steps/s at batch $BATCH; main run: $STEPS steps, --max-minutes $MINUTES"
+
+python3 -m medshift.cli train "${COMMON[@]}" --output-dir "$W/model" --max-steps "$STEPS" --max-minutes "$MINUTES" \
+  --warmup-steps 200 --lr-schedule cosine >"$W/train.log" 2>&1 || fail "main run" "$W/train.log"
+mkdir -p "$OUT/unet"
+cp "$W/model/unet/config.json" "$W/model/train_log.csv" "$W/model/training_config.json" "$OUT/"
+mv "$OUT/config.json" "$OUT/unet/config.json"
+if [ "${SPLIT:-0}" = 1 ]; then
+  split -b 9000000 -d "$W/model/unet/diffusion_pytorch_model.safetensors" "$OUT/unet.part"
+else
+  cp "$W/model/unet/diffusion_pytorch_model.safetensors" "$OUT/unet/"
+fi
+log "done: $(tail -1 "$W/model/train_log.csv") (step, loss, lr, seconds)"
