@@ -46,20 +46,9 @@ wait
 for head in $HEADS; do [ -f "$W/raw/head-$head/manifest.csv" ] || fail "phantom head $head" "$W/phantom-$head.log"; done
 log "phantom: heads $HEADS, $VIEWS views each"
 
-python3 - "$W/raw" $HEADS <<'EOF'
-# one manifest for all heads, paths prefixed with their head-<seed>/ folder (as scripts/train_demo.py does)
-import csv, sys
-from pathlib import Path
-raw, heads = Path(sys.argv[1]), sys.argv[2:]
-header, rows = None, []
-for seed in heads:
-    with open(raw / f"head-{seed}" / "manifest.csv", newline="") as handle:
-        lines = list(csv.reader(handle))
-    header = lines[0]
-    rows.extend([f"head-{seed}/{line[0]}", *line[1:]] for line in lines[1:])
-with open(raw / "manifest.csv", "w", newline="") as handle:
-    csv.writer(handle).writerows([header, *rows])
-EOF
+# one manifest for all heads, paths prefixed with their head-<seed>/ folder: scripts/train_demo.py's own merge
+python3 -c "import sys; from pathlib import Path; sys.path.insert(0, '$REPO/scripts'); from train_demo import merge_manifests; \
+merge_manifests(Path(sys.argv[1]), [int(seed) for seed in sys.argv[2:]])" "$W/raw" $HEADS || fail "manifest merge" "$LOG"
 python3 -m xdigiskull.cli build "$W/raw" --out "$W/x-digiskull" --labels "$W/raw/manifest.csv" --frames all --size 780 --seed 0 \
   --num-proc "$(nproc)" >"$W/build.log" 2>&1 || fail "build" "$W/build.log"
 log "build done"
