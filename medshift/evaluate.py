@@ -286,9 +286,12 @@ def translate_images(
     num_inference_steps: int | None,
     guidance_scale: float | None,
     progress: tqdm | None = None,
+    solver: str | None = None,
+    processing_resolution: int | None = None,
 ) -> list[np.ndarray]:
     """Translate `images` with the pipeline as `run` says; image i always gets the noise of
-    generator seed `seed + i`, so results do not depend on the batch size."""
+    generator seed `seed + i`, so results do not depend on the batch size. `solver` and
+    `processing_resolution` are the pipeline's (None: its defaults)."""
     if run.method == "identity":
         if progress is not None:
             progress.update(len(images))
@@ -307,6 +310,8 @@ def translate_images(
             encode="noise" if run.method == "sdedit" else "ode",
             generator=generators,
             output_type="np",
+            solver=solver,
+            processing_resolution=processing_resolution,
         ).images
         outputs.extend(np.asarray(image, dtype=np.float32).squeeze() for image in result)
         if progress is not None:

@@ -11,8 +11,8 @@ real_normal frames, the CFID (FID Inception) of:
 - synthetic_low -> real_normal translations by MedShift at the model's defaults with --steps ODE steps (20,
   as issue 14's goals and eval_quality.py; the scheduler's own default is 50) and under each --variants
   entry, one change each: `guidance=G`, `steps=N`, `solver=S`, `tau=T`, `resolution=R` (processing px),
-  with their paired SSIM/PSNR against the renders. Each image is translated alone (generator seed + index),
-  so figures can differ slightly from eval_quality.py's batched run: CFID of a few images is noisy.
+  with their paired SSIM/PSNR against the renders. Translations are `medshift.evaluate.translate_images`'s,
+  as in eval_quality.py, so the default row repeats that script's MedShift figure at the default tau.
 
 A lever that moves CFID moves it here; one that does not (the ODE is integrated well enough, say) leaves
 the network's sharpness as the limit.
@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_quality  # noqa: E402  (the head rendering, seeds and constants)
@@ -71,7 +70,7 @@ def main() -> None:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     from medshift import MedShiftPipeline
-    from medshift.evaluate import load_evaluation_data, load_ground_truth, mean_similarity
+    from medshift.evaluate import Run, load_evaluation_data, load_ground_truth, mean_similarity, translate_images
     from medshift.metrics.frechet import frechet_distance_from_features
     from medshift.metrics.inception import InceptionFeatures
 
@@ -79,7 +78,7 @@ def main() -> None:
     if inception is None:
         raise SystemExit("the FID Inception weights are not cached: run `medshift weights fetch`")
     pipe = MedShiftPipeline.from_pretrained(str(args.model))
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # translate_images reports nothing per ODE solve
     results: dict = {"model": str(args.model), "seed": args.seed, "poses": args.views, "num_inference_steps": args.steps}
     with tempfile.TemporaryDirectory(prefix="cfid_levers_") as temporary:
         dataset, ground_truth = eval_quality.make_head(Path(temporary), args.views, args.seed)
@@ -96,13 +95,12 @@ def main() -> None:
     for name in ("identity", "noise-free render"):
         print(f"{name:>22}: CFID {results[name]['cfid']:.1f}", flush=True)
     for text, overrides in variants:
-        translations = []
-        for index, image in enumerate(data.source_images):
-            generator = torch.Generator("cpu").manual_seed(args.seed + index)
-            options = {"num_inference_steps": args.steps, **overrides}
-            output = pipe(image=image, target=eval_quality.TARGET, source=eval_quality.SOURCE, generator=generator,
-                          output_type="np", **options).images[0]  # fmt: skip
-            translations.append(np.asarray(output, dtype=np.float32).squeeze())
+        options = {"num_inference_steps": args.steps, **overrides}
+        translations = translate_images(
+            pipe, data.source_images, Run("medshift", options.get("tau")), eval_quality.SOURCE, eval_quality.TARGET,
+            args.seed, 4, options["num_inference_steps"], options.get("guidance_scale"),
+            solver=options.get("solver"), processing_resolution=options.get("processing_resolution"),
+        )  # fmt: skip
         paired = mean_similarity(translations, truths)
         results[text] = {"cfid": cfid(translations), "paired_ssim": paired["ssim"], "paired_psnr": paired["psnr"]}
         ratio = results[text]["cfid"] / results["identity"]["cfid"]

@@ -41,8 +41,9 @@ DEFAULT_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
 # phantom seeds (heads) a training run used: 1, 3, 4 and 5 for scripts/train_demo.py's cpu preset, those and
-# 6, 8, 9 and 10 for the shipped demo checkpoint (its two deepened-UNet fine-tunes) and the gpu preset (1 alone for the
-# first checkpoint, checkpoints/medshift-xdigiskull-demo-2026-11), 0 for `make demo`'s phantom.
+# 6, 8, 9 and 10 for the shipped demo checkpoint (its two deepened-UNet fine-tunes) and the gpu preset, 12 to 19 too
+# for its GPU continuation (scripts/gpu_continue.sh), 1 alone for the first checkpoint
+# (checkpoints/medshift-xdigiskull-demo-2026-11), 0 for `make demo`'s phantom.
 # Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
     0: "make demo's phantom and scripts/train_demo.py's earlier default",

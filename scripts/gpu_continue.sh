@@ -72,8 +72,8 @@ log "timing: $RATE steps/s at batch $BATCH; main run: $STEPS steps, --max-minute
 python3 -m medshift.cli train "${COMMON[@]}" --output-dir "$W/model" --max-steps "$STEPS" --max-minutes "$MINUTES" \
   --warmup-steps 200 --lr-schedule cosine >"$W/train.log" 2>&1 || fail "main run" "$W/train.log"
 mkdir -p "$OUT/unet"
-cp "$W/model/unet/config.json" "$W/model/train_log.csv" "$W/model/training_config.json" "$OUT/"
-mv "$OUT/config.json" "$OUT/unet/config.json"
+cp "$W/model/unet/config.json" "$OUT/unet/"
+cp "$W/model/train_log.csv" "$W/model/training_config.json" "$OUT/"
 if [ "${SPLIT:-0}" = 1 ]; then
   split -b 9000000 -d "$W/model/unet/diffusion_pytorch_model.safetensors" "$OUT/unet.part"
 else
