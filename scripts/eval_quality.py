@@ -42,7 +42,7 @@ SOURCE, TARGET = "synthetic_low", "real_normal"
 SIZE = 780  # X-DigiSkull's side: the metrics run on it
 # phantom seeds (heads) a training run used: 1, 3, 4 and 5 for scripts/train_demo.py's cpu preset, those and
 # 6, 8, 9 and 10 for the shipped demo checkpoint (its two deepened-UNet fine-tunes) and the gpu preset, 12 to 19 too
-# for its GPU continuation (scripts/gpu_continue.sh), 1 alone for the first checkpoint
+# for its first GPU continuation and 12 to 27 for its second (scripts/gpu_continue.sh), 1 alone for the first checkpoint
 # (checkpoints/medshift-xdigiskull-demo-2026-11), 0 for `make demo`'s phantom.
 # Seeds 2 (docs/eval), 7 (this script's default) and 11 (the guidance sweep) are no training run's.
 TRAINING_SEEDS = {
@@ -54,7 +54,8 @@ TRAINING_SEEDS = {
     8: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
     9: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
     10: "shipped demo checkpoint (deepened-UNet fine-tunes); scripts/train_demo.py --preset gpu",
-    **{seed: "GPU continuation of the shipped UNet (2026-12-04, 16 heads)" for seed in range(12, 20)},
+    **{seed: "both GPU continuations of the shipped UNet (2026-12-04, 16 and 24 heads)" for seed in range(12, 20)},
+    **{seed: "second GPU continuation of the shipped UNet (2026-12-04, 24 heads)" for seed in range(20, 28)},
 }  # fmt: skip
 GOALS = {"ceiling_ssim": 0.97, "ceiling_psnr": 36.0, "paired_ssim": 0.90, "paired_psnr": 28.0, "cfid_ratio": 0.5}
 GOAL_TAU = 0.45

@@ -41,7 +41,7 @@ and (2026-12-04) continued with a second cosine cycle at half the learning rate 
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
       --focus-time-min 0.25 --focus-time-fraction 0.75 --checkpoint-every 1000 --max-minutes 88 --seed 1
 
-and (2026-12-04, the shipped weights) continued once more on a lent H200 with `scripts/gpu_continue.sh`:
+then (2026-12-04) continued on a lent H200 with `scripts/gpu_continue.sh`:
 16 phantom heads (1, 3, 4, 5, 6, 8, 9, 10 and 12 to 19, 12 views each) built on the GPU machine, then a
 second cosine cycle at batch 64 and learning rate 2e-4 with the same focused times (2,618 of 3,010 steps,
 stopped by its 5.9-minute budget, bf16):
@@ -56,6 +56,13 @@ which runs, after the phantom and build stages,
       --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --focus-time-min 0.25 --focus-time-fraction 0.75 \
       --label-dropout 0.15 --default-guidance-scale 1.5 --seed 0
 
+and (2026-12-04, the shipped weights) continued in a second GPU session on 24 heads (those and 20 to 27): all
+3,290 steps of a fourth cosine cycle at learning rate 1.5e-4 (bf16, 8.7 steps/s, 514 s for the whole script):
+
+    HEADS="1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27" LR=1.5e-4 \
+      OUT=gpu_out bash scripts/gpu_continue.sh 565
+
+after which the default guidance moved from 1.5 to 2, chosen on the validation head (seed 11).
 Its model card and the README ("Model-quality goals") give what it scores.
 
     python scripts/train_demo.py                      # 2-core CPU, about 100 minutes
