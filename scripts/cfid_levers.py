@@ -70,7 +70,7 @@ def main() -> None:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     from medshift import MedShiftPipeline
-    from medshift.evaluate import Run, load_evaluation_data, load_ground_truth, mean_similarity, translate_images
+    from medshift.evaluate import Run, mean_similarity, translate_images
     from medshift.metrics.frechet import frechet_distance_from_features
     from medshift.metrics.inception import InceptionFeatures
 
@@ -81,9 +81,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)  # translate_images reports nothing per ODE solve
     results: dict = {"model": str(args.model), "seed": args.seed, "poses": args.views, "num_inference_steps": args.steps}
     with tempfile.TemporaryDirectory(prefix="cfid_levers_") as temporary:
-        dataset, ground_truth = eval_quality.make_head(Path(temporary), args.views, args.seed)
-        data = load_evaluation_data(str(dataset), "test", eval_quality.SOURCE, eval_quality.TARGET, eval_quality.SIZE)
-        truths = [load_ground_truth(ground_truth, pair, eval_quality.TARGET, eval_quality.SIZE) for pair in data.source_pair_ids]
+        data, truths = eval_quality.load_head(Path(temporary), args.views, args.seed)
     reference = inception(data.target_images)
     results["reference_images"] = len(data.target_images)
 

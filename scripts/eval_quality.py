@@ -78,6 +78,19 @@ def make_head(work: Path, views: int, seed: int) -> tuple[Path, Path]:
     return dataset, raw / "ground_truth"
 
 
+def load_head(work: Path, views: int, seed: int) -> tuple[Any, list[np.ndarray]]:
+    """Render and build the head (`make_head`), then load its synthetic_low/real_normal test images and the
+    noise-free real_normal render of each source pose. Returns (evaluation data, renders)."""
+    from medshift.evaluate import load_evaluation_data, load_ground_truth
+
+    dataset, ground_truth = make_head(work, views, seed)
+    data = load_evaluation_data(str(dataset), "test", SOURCE, TARGET, SIZE)
+    truths = [load_ground_truth(ground_truth, pair, TARGET, SIZE) for pair in data.source_pair_ids]
+    if any(truth is None for truth in truths):
+        raise SystemExit(f"{ground_truth} lacks the {TARGET} render of a pose")
+    return data, truths
+
+
 def reconstruction_ceiling(pipe: Any, truths: list[np.ndarray]) -> dict[str, dict[str, float]]:
     """The VAE's reconstruction (tau = 1) of the ground truth, at the model's resolution and at full size."""
     from medshift.evaluate import mean_similarity
@@ -191,23 +204,19 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def evaluate_head(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every figure of the goals for one phantom head; the content of the JSON file."""
-    from medshift.evaluate import Backbones, EvaluationConfig, load_evaluation_data, load_ground_truth, load_pipeline, mean_similarity
+    from medshift.evaluate import Backbones, EvaluationConfig, load_pipeline, mean_similarity
     from medshift.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures.from_cache()
     if inception is None:
         raise SystemExit("the FID Inception weights are not cached: run `medshift weights fetch` (make install does)")
     print(f"phantom head seed {args.seed}: {args.views} poses -> {work}", flush=True)
-    dataset, ground_truth = make_head(work, args.views, args.seed)
+    data, truths = load_head(work, args.views, args.seed)
     pipe = load_pipeline(EvaluationConfig(model=str(args.model), source=SOURCE, target=TARGET, seed=args.seed))
     if args.guidance_scale is not None:  # e.g. a guidance sweep on a validation head, to choose the default
         pipe.register_to_config(default_guidance_scale=float(args.guidance_scale))
     if args.inversion_guidance_scale is not None:
         pipe.register_to_config(default_inversion_guidance_scale=float(args.inversion_guidance_scale))
-    data = load_evaluation_data(str(dataset), "test", SOURCE, TARGET, SIZE)
-    truths = [load_ground_truth(ground_truth, pair, TARGET, SIZE) for pair in data.source_pair_ids]
-    if any(truth is None for truth in truths):
-        raise SystemExit(f"{ground_truth} lacks the {TARGET} render of a pose")
     print("VAE reconstruction ceiling", flush=True)
     ceiling = reconstruction_ceiling(pipe, truths)
     print("translations", flush=True)

@@ -46,9 +46,9 @@ then (2026-12-04) continued on a lent H200 with `scripts/gpu_continue.sh`:
 second cosine cycle at batch 64 and learning rate 2e-4 with the same focused times (2,618 of 3,010 steps,
 stopped by its 5.9-minute budget, bf16):
 
-    OUT=gpu_out bash scripts/gpu_continue.sh 540
+    GUIDANCE=1.5 OUT=gpu_out bash scripts/gpu_continue.sh 540
 
-which runs, after the phantom and build stages,
+(the script then planned its steps at 0.97 of the timing run's rate, now 0.85) which runs, after the phantom and build stages,
 
     medshift train --dataset WORK/x-digiskull --vae checkpoints/medshift-xdigiskull-demo/vae --output-dir WORK/model \
       --init-unet checkpoints/medshift-xdigiskull-demo --resolution 512 --batch-size 64 --learning-rate 2e-4 \
