@@ -14,9 +14,13 @@ the VAE is fully convolutional, and crops make CPU steps affordable. Autoencoder
 pixel on its own, so crop training carries over to whole images exactly; AutoencoderKL's GroupNorm does
 not (see `medshift.models.kl_vae_config`).
 
+`--init-vae` starts from a trained autoencoder; with `--decoder-only` the encoder is frozen and the scaling
+factor kept, so the latents a UNet learnt stay exactly as they were and only their decoding changes: the
+shipped decoder was fine-tuned so at the UNet's 512 px, where the 780 px-trained one decoded softer.
+
 When training ends, `scaling_factor` is set to 1 / std of the latents of the training images
 (so flow matching sees unit-variance latents) and the VAE is saved with `save_pretrained`
-(safetensors), ready for `medshift train --vae OUTPUT_DIR`.
+(safetensors), ready for `medshift train --vae OUTPUT_DIR` (a `--decoder-only` run keeps the one it started from).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from medshift.training.common import (
     save_grid,
 )
 from medshift.models import make_autoencoder
+from medshift.training.latents import load_vae
 from medshift.training.data import (
     StreamingXDigiSkullImages,
     XDigiSkullImages,
@@ -68,6 +73,8 @@ class VaeTrainConfig:
     resolution: int = field(default=256, metadata=option("Images are resized (INTER_AREA) to this side before cropping; 780 keeps X-DigiSkull's own pixels."))
     crop_size: int = field(default=128, metadata=option("Side of the random training crops (a multiple of the VAE's factor, 8 for the demo VAEs)."))
     vae_config: str | dict = field(default="demo", metadata=option("'demo' (AutoencoderDC), 'kl' (the first demo AutoencoderKL) or a JSON file of AutoencoderKL/AutoencoderDC arguments."))
+    init_vae: str | None = field(default=None, metadata=option("Start from this autoencoder's weights instead of a fresh --vae-config one: a `medshift train-vae` folder, a saved MedShiftPipeline (its vae/) or a Hub id."))
+    decoder_only: bool = field(default=False, metadata=option("With --init-vae: freeze the encoder and keep its scaling factor, training the decoder alone. The latents stay exactly those a UNet was trained on, so the new decoder can replace a pipeline's (e.g. sharper decoding at the UNet's --resolution)."))
     train_split: str = field(default="train", metadata=option("Split to train on."))
     validation_split: str = field(default="validation", metadata=option("Split the reconstruction grid takes its inputs from."))
     batch_size: int = field(default=8, metadata=option("Batch size per process.", min=1))
@@ -123,15 +130,19 @@ class VaeWithLoss(torch.nn.Module):
     """The VAE plus its training loss in `forward`, so that DDP (which syncs gradients of what runs
     through its wrapper's forward) sees the encoder and the decoder in one call."""
 
-    def __init__(self, vae: Autoencoder, kl_weight: float, edge_weight: float):
+    def __init__(self, vae: Autoencoder, kl_weight: float, edge_weight: float, decoder_only: bool = False):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
         self.edge_weight = edge_weight
+        self.decoder_only = decoder_only
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruction (L1 + edge) and KL terms for one batch of grey pixels in [-1, 1]."""
-        if isinstance(self.vae, AutoencoderKL):
+        if self.decoder_only:  # the frozen encoder's latents, as the UNet sees them (the posterior mean for KL)
+            with torch.no_grad():
+                latent, kl = encode_unscaled(self.vae, pixels), pixels.new_zeros(())
+        elif isinstance(self.vae, AutoencoderKL):
             posterior = self.vae.encode(vae_input(self.vae, pixels)).latent_dist
             latent = posterior.sample()
             kl = posterior.kl().float().mean() / pixels[0].numel()  # summed over the latent, per image pixel
@@ -193,15 +204,22 @@ def run_vae_training(config: VaeTrainConfig) -> VaeTrainResult:
         raise ValueError(f"crop_size ({config.crop_size}) must not exceed resolution ({config.resolution})")
     output_dir = Path(config.output_dir)
     accelerator = start_accelerator(config)
-    vae = make_autoencoder(vae_config_for(config.vae_config))
+    if config.decoder_only and not config.init_vae:
+        raise ValueError("--decoder-only fine-tunes the decoder of --init-vae: give --init-vae too")
+    vae = load_vae(config.init_vae).requires_grad_(True) if config.init_vae else make_autoencoder(vae_config_for(config.vae_config))
     factor = downsampling_factor(vae)
     if config.crop_size % factor:
         raise ValueError(f"crop_size ({config.crop_size}) must be a multiple of the VAE's downsampling factor {factor}")
     vae.train()
+    if config.decoder_only:
+        vae.encoder.eval().requires_grad_(False)
+        for name in ("quant_conv",):  # AutoencoderKL's latent projection belongs to the encoder side
+            if getattr(vae, name, None) is not None:
+                getattr(vae, name).requires_grad_(False)
 
     dataloader = vae_dataloader(config)
-    model = VaeWithLoss(vae, config.kl_weight, config.edge_weight)
-    optimizer, lr_scheduler = make_optimizer(model.parameters(), config, accelerator)
+    model = VaeWithLoss(vae, config.kl_weight, config.edge_weight, config.decoder_only)
+    optimizer, lr_scheduler = make_optimizer([p for p in model.parameters() if p.requires_grad], config, accelerator)
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
     global_step = resume_training(accelerator, output_dir, config.resume)
     log = LossLog(output_dir / "train_vae_log.csv", LOG_FIELDS, resume_step=global_step or None) if accelerator.is_main_process else None
@@ -241,8 +259,9 @@ def save_vae(vae: Autoencoder, config: VaeTrainConfig) -> None:
     """Set the scaling factor for unit-variance latents (1 / std, as flow matching wants), save the VAE, its
     training config and a reconstruction grid."""
     output_dir = Path(config.output_dir)
-    std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
-    vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+    if not config.decoder_only:  # a frozen encoder keeps the scale the UNet's latents were made with
+        std = latent_std(vae, load_split(config.dataset, config.train_split, streaming=True), config.resolution, config.scaling_images)
+        vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
     vae.save_pretrained(str(output_dir), safe_serialization=True)
     (output_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
     if config.num_sample_images > 0:

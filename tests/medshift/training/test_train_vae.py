@@ -55,3 +55,29 @@ def test_a_run_stopped_by_its_time_budget_keeps_a_resumable_checkpoint(tiny_data
 def test_a_crop_that_is_not_a_multiple_of_the_factor_is_refused(tiny_dataset, tmp_path, tiny_vae_config):
     with pytest.raises(ValueError, match="crop_size .* multiple of the VAE's downsampling factor 8"):
         run_vae_training(tiny_vae_train_config(tiny_dataset, tiny_vae_config, tmp_path, crop_size=20))
+
+
+@pytest.mark.parametrize("vae_config", [TINY_VAE_CONFIG, TINY_DC_VAE_CONFIG], ids=["kl", "dc"])
+def test_decoder_only_keeps_the_encoder_and_its_latent_scale(tiny_dataset, tmp_path, vae_config):
+    # a trained VAE, then its decoder fine-tuned at another resolution (as the shipped one was, for the
+    # UNet's 512 px): the latents a UNet was trained on must not move, only their decoding
+    run_vae_training(tiny_vae_train_config(tiny_dataset, dict(vae_config), tmp_path / "vae", resolution=64, max_steps=30, num_sample_images=0))
+    config = tiny_vae_train_config(
+        tiny_dataset, dict(vae_config), tmp_path / "decoder", resolution=48, init_vae=str(tmp_path / "vae"), decoder_only=True, learning_rate=1e-3
+    )
+    result = run_vae_training(config)
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < first, (first, last)
+
+    before, after = load_vae(str(tmp_path / "vae")), load_vae(str(tmp_path / "decoder"))
+    assert after.config.scaling_factor == before.config.scaling_factor
+    old, new = before.state_dict(), after.state_dict()
+    changed = {name for name in old if not torch.equal(old[name], new[name])}
+    assert changed and all(name.startswith(("decoder.", "post_quant_conv.")) for name in changed), sorted(changed)
+    pixels = torch.stack([prepare_example(example, 48)["pixel_values"] for example in load_split(str(tiny_dataset), "validation")])
+    assert torch.equal(encode_grey(before, pixels), encode_grey(after, pixels))
+
+
+def test_decoder_only_needs_a_vae_to_start_from(tiny_dataset, tmp_path, tiny_vae_config):
+    with pytest.raises(ValueError, match="--decoder-only .* --init-vae"):
+        run_vae_training(tiny_vae_train_config(tiny_dataset, tiny_vae_config, tmp_path, decoder_only=True))
