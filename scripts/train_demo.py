@@ -63,6 +63,22 @@ and (2026-12-04, the shipped weights) continued in a second GPU session on 24 he
       OUT=gpu_out bash scripts/gpu_continue.sh 565
 
 after which the default guidance moved from 1.5 to 2, chosen on the validation head (seed 11).
+Finally (2026-12-05, 2 CPU cores) the VAE's decoder was fine-tuned at the UNet's 512 px: the VAE of the cpu
+preset learnt at 780 px and decodes the 512 px latents softer (its reconstructions scored a CFID ratio of 0.43
+at 512 px against 0.29 at 784). The encoder stays frozen and its scaling factor is kept, so the latents the
+UNet learnt are bit-identical and only their decoding changes (`--decoder-only`). 400 steps, then 870 more
+(the 16-minute budget stopped the second at 870 of 900), on a dataset built by stages 1-2 below with
+`--heads 1,3,4,5,6,8,9,10,12,13,14,15,16,17,18,19 --views 4` (work16):
+
+    medshift train-vae --dataset work16/x-digiskull --output-dir demo_work/vae-dec1 \
+      --init-vae checkpoints/medshift-xdigiskull-demo --decoder-only --resolution 512 --crop-size 128 \
+      --batch-size 8 --max-steps 400 --learning-rate 2e-4 --warmup-steps 20
+    medshift train-vae --dataset work16/x-digiskull --output-dir demo_work/vae-dec2 \
+      --init-vae demo_work/vae-dec1 --decoder-only --resolution 512 --crop-size 128 \
+      --batch-size 8 --max-steps 900 --max-minutes 16 --learning-rate 2e-4 --warmup-steps 20 --seed 1
+
+and demo_work/vae-dec2's weights replaced the pipeline's vae/ (logs: vae_finetune_log.csv and
+vae_finetune_config.json beside the model card).
 Its model card and the README ("Model-quality goals") give what it scores.
 
     python scripts/train_demo.py                      # 2-core CPU, about 100 minutes
