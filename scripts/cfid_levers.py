@@ -2,6 +2,7 @@
 
     python scripts/cfid_levers.py                                   # shipped checkpoint, head seed 7, 4 poses
     python scripts/cfid_levers.py --seed 11 --variants default,guidance=2,steps=40
+    python scripts/cfid_levers.py --seed 7 --views 12 --variants default --reconstructions 512,784
 
 Renders the head as `scripts/eval_quality.py` does (same seeds refused), then prints, against the head's
 real_normal frames, the CFID (FID Inception) of:
@@ -12,7 +13,11 @@ real_normal frames, the CFID (FID Inception) of:
   as issue 14's goals and eval_quality.py; the scheduler's own default is 50) and under each --variants
   entry, one change each: `guidance=G`, `steps=N`, `solver=S`, `tau=T`, `resolution=R` (processing px),
   with their paired SSIM/PSNR against the renders. Translations are `medshift.evaluate.translate_images`'s,
-  as in eval_quality.py, so the default row repeats that script's MedShift figure at the default tau.
+  as in eval_quality.py, so the default row repeats that script's MedShift figure at the default tau;
+- with --reconstructions R1,R2,...: the VAE's reconstructions (encode and decode, tau = 1) of the renders
+  and of the real frames, processed at each resolution R: the CFID a translation cannot go below at R,
+  whatever the UNet does. (This is how the 512 px decoder fine-tune of the demo weights was found: the
+  780 px-trained decoder reconstructed at 0.43 x the identity at 512 px and 0.29 x at 784.)
 
 A lever that moves CFID moves it here; one that does not (the ODE is integrated well enough, say) leaves
 the network's sharpness as the limit.
@@ -50,6 +55,17 @@ def parse_variant(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"variant {text!r}: {value!r} is not {'an integer' if kind is int else 'a number' if kind is float else 'valid'}") from None
 
 
+def resolutions(text: str) -> list[int]:
+    """'512,784' -> [512, 784]: positive processing resolutions in pixels."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated pixel sizes such as 512,784") from None
+    if any(value < 8 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a processing resolution must be at least 8 px")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=eval_quality.DEFAULT_MODEL)
@@ -58,6 +74,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="num_inference_steps unless a variant sets steps=N")
     parser.add_argument("--variants", default="default,guidance=2,guidance=3,steps=50,solver=heun,tau=0.3",
                         help="comma-separated: default or LEVER=VALUE, LEVER in " + ", ".join(LEVERS))  # fmt: skip
+    parser.add_argument("--reconstructions", type=resolutions, default=[],
+                        help="comma-separated processing resolutions (px) at which to score the VAE's reconstructions")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="JSON file with every figure")
     args = parser.parse_args()
     if args.seed in eval_quality.TRAINING_SEEDS:
@@ -104,6 +122,14 @@ def main() -> None:
         ratio = results[text]["cfid"] / results["identity"]["cfid"]
         print(f"{text:>22}: CFID {results[text]['cfid']:.1f} ({ratio:.2f} x identity), "
               f"paired {paired['ssim']:.3f} / {paired['psnr']:.2f} dB", flush=True)  # fmt: skip
+    for resolution in args.reconstructions:
+        for name, images in (("renders", truths), ("real frames", data.target_images)):
+            decoded = pipe(np.stack(images), target=eval_quality.TARGET, tau=1.0, processing_resolution=resolution,
+                           output_type="np").images  # tau = 1: encode and decode, no ODE step
+            key = f"VAE reconstruction of the {name} at {resolution}"
+            results[key] = {"cfid": cfid([image[..., 0] for image in decoded])}
+            ratio = results[key]["cfid"] / results["identity"]["cfid"]
+            print(f"{key}: CFID {results[key]['cfid']:.1f} ({ratio:.2f} x identity)", flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -39,3 +39,15 @@ def test_the_command_line_names_what_is_wrong(arguments, message):
     completed = subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True)
     assert completed.returncode == 2
     assert message in completed.stderr
+
+
+def test_reconstruction_resolutions_parse_and_bad_ones_are_refused():
+    levers = load_script("cfid_levers")
+    assert levers.resolutions("512,784") == [512, 784]
+    assert levers.resolutions("512") == [512]
+    for text in ("512,big", "0"):
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
+            levers.resolutions(text)
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--reconstructions", "512,big"], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert "--reconstructions" in completed.stderr and "pixel sizes" in completed.stderr
