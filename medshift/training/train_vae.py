@@ -16,7 +16,7 @@ not (see `medshift.models.kl_vae_config`).
 
 `--init-vae` starts from a trained autoencoder; with `--decoder-only` the encoder is frozen and the scaling
 factor kept, so the latents a UNet learnt stay exactly as they were and only their decoding changes: the
-shipped decoder was fine-tuned so at the UNet's 512 px, where the 780 px-trained one decoded softer.
+shipped decoder was fine-tuned that way at the UNet's 512 px, where the 780 px-trained one decoded softer.
 
 When training ends, `scaling_factor` is set to 1 / std of the latents of the training images
 (so flow matching sees unit-variance latents) and the VAE is saved with `save_pretrained`
