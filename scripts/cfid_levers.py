@@ -124,10 +124,8 @@ def main() -> None:
               f"paired {paired['ssim']:.3f} / {paired['psnr']:.2f} dB", flush=True)  # fmt: skip
     for resolution in args.reconstructions:
         for name, images in (("renders", truths), ("real frames", data.target_images)):
-            decoded = pipe(np.stack(images), target=eval_quality.TARGET, tau=1.0, processing_resolution=resolution,
-                           output_type="np").images  # tau = 1: encode and decode, no ODE step
             key = f"VAE reconstruction of the {name} at {resolution}"
-            results[key] = {"cfid": cfid([image[..., 0] for image in decoded])}
+            results[key] = {"cfid": cfid(eval_quality.reconstruct(pipe, images, resolution))}
             ratio = results[key]["cfid"] / results["identity"]["cfid"]
             print(f"{key}: CFID {results[key]['cfid']:.1f} ({ratio:.2f} x identity)", flush=True)
     if args.out is not None:

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe = MedShiftPipeline.from_pretrained(str(model))
         pipe.set_progress_bar_config(disable=True)
         translated = translate_images(pipe, [source], Run("medshift", None), eval_quality.SOURCE, eval_quality.TARGET,
-                                      args.seed, 1, 20, None)[0]  # fmt: skip
+                                      seed=args.seed, batch_size=1, num_inference_steps=20, guidance_scale=None)[0]  # fmt: skip
         label = args.labels[index] if args.labels else model.name
         columns.append((f"{label}, tau={pipe.config.default_tau}", translated))
     columns.append(("ground truth (real_normal)", truth))

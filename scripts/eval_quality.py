@@ -91,14 +91,20 @@ def load_head(work: Path, views: int, seed: int) -> tuple[Any, list[np.ndarray]]
     return data, truths
 
 
+def reconstruct(pipe: Any, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+    """The VAE's reconstruction of same-size grey images processed at `resolution`: the pipeline at tau = 1
+    (encode and decode, no ODE step), as (H, W) arrays."""
+    out = pipe(np.stack(images), target=TARGET, tau=1.0, processing_resolution=resolution, output_type="np").images
+    return [image[..., 0] for image in out]
+
+
 def reconstruction_ceiling(pipe: Any, truths: list[np.ndarray]) -> dict[str, dict[str, float]]:
     """The VAE's reconstruction (tau = 1) of the ground truth, at the model's resolution and at full size."""
     from medshift.evaluate import mean_similarity
 
     ceiling = {}
     for name, resolution in (("default", pipe.config.resolution), ("full", SIZE)):
-        out = pipe(np.stack(truths), target=TARGET, tau=1.0, processing_resolution=resolution, output_type="np").images
-        ceiling[name] = {"processing_resolution": resolution, **mean_similarity([image[..., 0] for image in out], truths)}
+        ceiling[name] = {"processing_resolution": resolution, **mean_similarity(reconstruct(pipe, truths, resolution), truths)}
     return ceiling
 
 
