@@ -122,12 +122,29 @@ def sample_times(
     return t.to(device) if device is not None else t
 
 
+def flow_path(x1: torch.Tensor, eps: torch.Tensor, t: float | torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """The probability path x_t = (1 - (1 - sigma_min) t) eps + t x1: data at t = 1, noise at t = 0.
+
+    The one place the path is written: the training loss (`sample_path`) and the scheduler's `add_noise`
+    (SDEdit's starting point) both call it.
+
+    Args:
+        x1: data latents, (batch, ...).
+        eps: noise of the same shape.
+        t: one time for the whole batch (a float) or one per sample (a tensor of shape (batch,)).
+        sigma_min: the path's noise floor at t = 1.
+    """
+    if isinstance(t, torch.Tensor):
+        t = t.view(-1, *([1] * (x1.ndim - 1)))
+    return (1 - (1 - sigma_min) * t) * eps + t * x1
+
+
 def sample_path(
     x1: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, sigma_min: float = SIGMA_MIN
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (x_t, u_t) for data `x1`, noise `eps` and times `t` of shape (batch,)."""
-    t_ = t.view(-1, *([1] * (x1.ndim - 1)))
-    x_t = (1 - (1 - sigma_min) * t_) * eps + t_ * x1
+    """Return (x_t, u_t) for data `x1`, noise `eps` and times `t` of shape (batch,): the path's point
+    (`flow_path`) and its velocity."""
+    x_t = flow_path(x1, eps, t, sigma_min)
     u_t = x1 - (1 - sigma_min) * eps
     return x_t, u_t
 
