@@ -30,14 +30,13 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from medshift.flow_matching import check_coarse_noise, drop_labels, sample_path, sample_times
+from medshift.command_config import config_command, option
 from medshift.training.common import (
     LossLog,
     TimeBudget,
-    config_command,
     infinite_batches,
     make_optimizer,
     optimizer_step,
-    option,
     resume_training,
     save_checkpoint,
     save_stopped_run,
