@@ -79,7 +79,7 @@ def prior_noise(
     hidden at tau the target class re-draws, and whatever shows through is kept. Latents of X-ray images carry
     most of their power at coarse scales, where per-cell noise averages out: with per-cell and offset noise,
     at tau = 0.45 the signal-to-noise ratio of the X-DigiSkull latents' bands 8 and 16 cells across is 5 and 80
-    (`scripts/prior_snr.py`), so the source's large-scale shading (the real domain's dynamic-range compression
+    (measured on the latents), so the source's large-scale shading (the real domain's dynamic-range compression
     undoes it) comes through untouched. Coarse levels bring those ratios down to 1-3 (0, 0, 0.25, 0.5, 0.5:
     1.5 and 2.7) while fine scales, where the anatomy's edges are, keep their per-cell noise. Empty or all
     zeros: exactly `offset_noise` (no extra draws).

@@ -1,11 +1,11 @@
-"""Measure the builder's two image checks on evaluation sets with known truth (scripts/detector_sets.py).
+"""Measure the builder's two image checks on evaluation sets with known truth (benchmarks/detector_sets.py).
 
 Burned-in text (`xdigiskull.deid.detect_corner_text`): confusion matrix over generated radiographs and
 phantom frames, with and without text, plus the greyscale images that ship with pydicom (no text).
 Exposed field (`xdigiskull.field.detect_field`): IoU with the true field per kind and bit depth.
 
-    python scripts/eval_detectors.py                        # 2000 text samples (+ phantom), 1000 fields
-    python scripts/eval_detectors.py --text 200 --fields 100 --no-phantom
+    python benchmarks/eval_detectors.py                        # 2000 text samples (+ phantom), 1000 fields
+    python benchmarks/eval_detectors.py --text 200 --fields 100 --no-phantom
 
 Goals (issue 13): text recall >= 0.95 and false-positive rate <= 1 %; field IoU >= 0.95 for every kind,
 and a frame without a collimator never cut below 90 % of its side.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-sys.path.insert(0, str(Path(__file__).parent))
+# run as `python benchmarks/eval_detectors.py`: its folder is on the import path
 from detector_sets import FIELD_KINDS, SIDE, field_sample, iou, text_sample  # noqa: E402
 
 from xdigiskull.deid import detect_corner_text  # noqa: E402

@@ -6,8 +6,8 @@ VAE, and on cached latents with `--mixed-precision bf16` (on a CPU: torch's bf16
 CPUs with AVX-512 BF16 or AMX and is many times slower on those without). The time to build the cache is
 printed separately: it is paid once per dataset and VAE. Goal: at least 3x more steps/s with the cache.
 
-    python scripts/bench_train.py              # 20 steps each, batch 8
-    python scripts/bench_train.py --steps 50 --batch-size 16
+    python benchmarks/bench_train.py              # 20 steps each, batch 8
+    python benchmarks/bench_train.py --steps 50 --batch-size 16
 
 Timings on a shared CPU are noisy; run it on an idle machine for figures to quote.
 """

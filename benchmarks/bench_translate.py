@@ -14,9 +14,9 @@ Each case runs in a fresh subprocess so that its peak resident memory (ru_maxrss
 memory is reported as the peak RSS and as its increase over the process after imports.
 
 Usage:
-    python scripts/bench_translate.py            # full run (case (c) takes about 10 min on 2 CPU cores)
-    python scripts/bench_translate.py --quick    # 4 UNet calls per case; full-run times extrapolated
-    python scripts/bench_translate.py --case b   # one case, prints its JSON line
+    python benchmarks/bench_translate.py            # full run (case (c) takes about 10 min on 2 CPU cores)
+    python benchmarks/bench_translate.py --quick    # 4 UNet calls per case; full-run times extrapolated
+    python benchmarks/bench_translate.py --case b   # one case, prints its JSON line
     options: --threads N (torch threads), --no-vae-tiling (case (b) without tiled VAE), --cases a,b,
              --no-channels-last (PyTorch's default NCHW weights in every case instead of channels-last)
 """

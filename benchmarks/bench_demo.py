@@ -5,9 +5,9 @@ is counted), serves it on a free local port and calls `/translate` with gradio_c
 model's defaults (τ, guidance, 50 steps, 512 px processing), a few times.
 
 Usage:
-    python scripts/bench_demo.py               # 3 calls
-    python scripts/bench_demo.py --calls 5 --model user/medshift-xdigiskull
-    python scripts/bench_demo.py --threads 1   # torch threads; on a busy machine one thread is much faster
+    python benchmarks/bench_demo.py               # 3 calls
+    python benchmarks/bench_demo.py --calls 5 --model user/medshift-xdigiskull
+    python benchmarks/bench_demo.py --threads 1   # torch threads; on a busy machine one thread is much faster
 """
 
 from __future__ import annotations

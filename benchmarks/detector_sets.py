@@ -7,7 +7,7 @@ the DejaVu and Liberation fonts join PIL's bundled ones where they are installed
     text_sample(index)   -> (780x780 image, has_text, description)
     field_sample(index)  -> (frame, true Field, kind, bit depth)
 
-`scripts/eval_detectors.py` prints the figures; the tests run small subsets.
+`benchmarks/eval_detectors.py` prints the figures; the tests run small subsets.
 """
 
 from __future__ import annotations

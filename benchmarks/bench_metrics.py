@@ -4,7 +4,7 @@ Inception: Clean-FID preprocessing (uint8, PIL bicubic to 299² per channel) plu
 batches of 16, as `medshift evaluate` runs it. LPIPS-AlexNet on full 780² pairs, batches of 8.
 Needs the cache `medshift weights fetch` fills.
 
-    python scripts/bench_metrics.py [--images 64] [--threads 2]
+    python benchmarks/bench_metrics.py [--images 64] [--threads 2]
 """
 
 from __future__ import annotations
