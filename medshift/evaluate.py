@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from medshift.command_config import config_command, option
 from medshift.goals import check_goals, goal_table, load_goals
+from medshift.model_card import wrap_prose
 from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_features, psnr, ssim, table1_ranks
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
@@ -640,20 +641,21 @@ def _main_table(results: dict[str, Any]) -> list[str]:
 
 def _paired_table(results: dict[str, Any]) -> list[str]:
     with_lpips = results["backbones"]["lpips"] is not None
+    with_evaluations = all("network_evaluations" in row for row in results["rows"])  # not in older results.json
     lines = [
-        "| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else "") + " Network evaluations |",
-        "|---|---:|---:|" + ("---:|" if with_lpips else "") + "---:|",
-    ]
+        "| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else "") + (" Network evaluations |" if with_evaluations else ""),
+        "|---|---:|---:|" + ("---:|" if with_lpips else "") + ("---:|" if with_evaluations else ""),
+    ]  # fmt: skip
     for row in results["rows"]:
         paired = row["paired"]
         lpips = f" {_fmt(paired['lpips'], 3)} |" if with_lpips else ""
-        evaluations = row.get("network_evaluations", "n/a")
-        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips} {evaluations} |")
-    ceiling = results.get("reconstruction_ceiling", {})
-    for name, figures in ceiling.items():
+        evaluations = f" {row['network_evaluations']} |" if with_evaluations else ""
+        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}{evaluations}")
+    blank = (" |" if with_lpips else "") + (" |" if with_evaluations else "")
+    for name, figures in results.get("reconstruction_ceiling", {}).items():
         what = (f"VAE reconstruction ({name}: {figures['processing_resolution']} px processing)" if "processing_resolution" in figures
                 else f"a {results['config']['target']} acquisition of the pose (noise included)")  # fmt: skip
-        lines.append(f"| {what} | {_fmt(figures['ssim'], 3)} | {_fmt(figures['psnr'])} |" + (" |" if with_lpips else "") + " |")
+        lines.append(f"| {what} | {_fmt(figures['ssim'], 3)} | {_fmt(figures['psnr'])} |{blank}")
     return lines
 
 
@@ -723,7 +725,7 @@ def render_report(results: dict[str, Any]) -> str:
     if "goals" in results:
         verdict = "all pass" if results["all_passed"] else "not all pass"
         lines += ["## Goals", "", f"From `{config['goals']}`: {verdict}.", "", *goal_table(results["goals"]), ""]
-    return "\n".join(lines)
+    return wrap_prose("\n".join(lines))
 
 
 def plot_tau_sweep(results: dict[str, Any], path: Path) -> None:

@@ -2,13 +2,12 @@
 
 A card is generated, never edited by hand: from the pipeline's config and components, its ``lineage.json``
 (`medshift.lineage`: the training-procedure table) and its ``evaluation.json`` (the ``results.json`` of
-`medshift evaluate`: the evaluation table). `python -m medshift.model_card FOLDER` regenerates a saved
+`medshift evaluate`: the evaluation table). `python scripts/make_model_card.py FOLDER` regenerates a saved
 pipeline's README.md from those files.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import textwrap
 from pathlib import Path
@@ -278,13 +277,10 @@ def make_model_card(
     return ModelCard(content)
 
 
-def write_model_card(folder: str | Path, dataset: str = "x-digiskull") -> Path:
-    """Regenerate `folder`/README.md from the saved pipeline, its lineage.json and evaluation.json (either may
-    be missing), keeping the limitations the lineage lists under "limitations". Returns the card's path."""
-    from medshift.pipeline_medshift import MedShiftPipeline
-
+def write_model_card(pipeline: Any, folder: str | Path, dataset: str = "x-digiskull") -> Path:
+    """Regenerate `folder`/README.md for `pipeline` (the pipeline saved there) from the folder's lineage.json and
+    evaluation.json (either may be missing), with the limitations the lineage lists. Returns the card's path."""
     folder = Path(folder)
-    pipeline = MedShiftPipeline.from_pretrained(folder)
     lineage = load_lineage(folder)
     evaluation_path = folder / EVALUATION_FILE
     evaluation = json.loads(evaluation_path.read_text(encoding="utf-8")) if evaluation_path.is_file() else None
@@ -292,13 +288,3 @@ def write_model_card(folder: str | Path, dataset: str = "x-digiskull") -> Path:
     card = make_model_card(pipeline, dataset=dataset, lineage=lineage, evaluation=evaluation, limitations=limitations)
     card.save(folder / "README.md")
     return folder / "README.md"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Regenerate a saved MedShift pipeline's model card (README.md).")
-    parser.add_argument("folder", type=Path, help="saved MedShiftPipeline folder (with lineage.json, evaluation.json)")
-    print(f"wrote {write_model_card(parser.parse_args(argv).folder)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from medshift import MedShiftPipeline
 from medshift.model_card import write_model_card, wrap_prose
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "medshift-xdigiskull-demo"
@@ -14,8 +15,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "medshift-xdigis
 def test_the_shipped_card_is_the_generated_one(tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(SHIPPED, copy)
-    card = write_model_card(copy).read_text(encoding="utf-8")
-    assert card == (SHIPPED / "README.md").read_text(encoding="utf-8"), "run: python -m medshift.model_card " + str(SHIPPED)
+    card = write_model_card(MedShiftPipeline.from_pretrained(copy), copy).read_text(encoding="utf-8")
+    assert card == (SHIPPED / "README.md").read_text(encoding="utf-8"), "run: python scripts/make_model_card.py " + str(SHIPPED)
     assert "### Training procedure" in card and "| stage | date |" in card and "| MedShift (τ=0.45) |" in card
     assert max(len(line) for line in card.splitlines()) <= 120
 
