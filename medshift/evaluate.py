@@ -545,7 +545,16 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
         return evaluate_dataset(config)
     with phantom_dataset(config) as phantom_config:
         results = evaluate_dataset(phantom_config)
-    results["config"].update(phantom_seed=config.phantom_seed, phantom_views=config.phantom_views)
+    return name_phantom_head(results, config.phantom_seed, config.phantom_views, config.phantom_dir)
+
+
+def name_phantom_head(results: dict[str, Any], seed: int, views: int, folder: str | None) -> dict[str, Any]:
+    """Record the phantom head in the results' config, in place of the (temporary) folder it was built in."""
+    where = folder or "a temporary folder"
+    results["config"].update(
+        phantom_seed=seed, phantom_views=views, dataset=f"phantom head {seed} ({views} poses), built in {where}",
+        paired_reference=f"the phantom's noise-free {results['config']['target']} render of the same pose",
+    )  # fmt: skip
     return results
 
 

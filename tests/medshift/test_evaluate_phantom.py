@@ -54,6 +54,7 @@ def test_figures_and_goals_of_a_fresh_head(tiny_model, tmp_path):
     results = json.loads((out / "results.json").read_text())
 
     assert results["config"]["phantom_seed"] == 7 and results["config"]["split"] == "test"
+    assert results["config"]["dataset"] == f"phantom head 7 (2 poses), built in {tmp_path / 'work'}"
     assert results["counts"] == {"source_images": 2, "target_images": 4, "paired": 2}  # 2 frames per pose
     assert results["backbones"]["fd"] == "inception-v3-fid"
     ceiling = results["reconstruction_ceiling"]
