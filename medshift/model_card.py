@@ -130,6 +130,17 @@ def evaluation_command(results: dict[str, Any]) -> str:
     return " ".join(parts + ["--out eval"])
 
 
+def shell_lines(command: str, width: int = 118) -> list[str]:
+    """A long command as shell lines of at most `width` characters, continued with backslashes."""
+    lines = [""]
+    for option in command.replace(" --", "\0--").split("\0"):
+        if lines[-1] and len(lines[-1]) + len(option) + 3 > width:
+            lines[-1] += " \\"
+            lines.append("  ")
+        lines[-1] += ("" if lines[-1].strip() == "" else " ") + option
+    return lines
+
+
 def evaluation_table(results: dict[str, Any]) -> list[str]:
     """The figures of a `medshift evaluate` results.json as a short Markdown table, a line on how they were
     measured, and the goals' verdict: the model card's "Evaluation" and the README's "Results"."""
@@ -148,18 +159,16 @@ def evaluation_table(results: dict[str, Any]) -> list[str]:
         label = (f"VAE reconstruction, {figures['processing_resolution']} px" if "processing_resolution" in figures
                  else f"a real acquisition of the pose ({config['target']})")  # fmt: skip
         lines.append(_evaluation_row(label, figures["ssim"], figures["psnr"]))
-    lines += [
-        "",
+    text = (
         f"{config['source']} → {config['target']} on {data}, {config['image_size']} px, {config['num_inference_steps']} "
         f"steps, guidance {config['guidance_scale']:g} (inversion {config['inversion_guidance_scale']:g}); "
         + ("SDEdit at MedShift's network evaluations. " if config.get("sdedit_steps") == "matched network evaluations" else "")
-        + "Paired: against the noise-free render of the same pose.",
-    ]
+        + "Paired: against the noise-free render of the same pose."
+    )  # fmt: skip
     if "goals" in results:
         passed = sum(goal["passed"] for goal in results["goals"])
-        lines.append(f"Goals ({config['goals']}): {passed} of {len(results['goals'])} pass.")
-    lines += ["", "```bash", evaluation_command(results), "```"]
-    return lines
+        text += f" Goals (`{config['goals']}`): {passed} of {len(results['goals'])} pass."
+    return [*lines, "", *textwrap.wrap(text, 120, break_on_hyphens=False), "", "```bash", *shell_lines(evaluation_command(results)), "```"]
 
 
 def _training_procedure(lineage: dict[str, Any] | None) -> str:
