@@ -14,7 +14,6 @@ and a frame without a collimator never cut below 90 % of its side.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 import warnings

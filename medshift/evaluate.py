@@ -66,7 +66,7 @@ from medshift.phantom_head import phantom_dataset
 from xdigiskull.image_io import atomic_write, resize_square, to_unit_float
 
 BASELINES = ("identity", "sdedit")
-DEFAULT_TAUS = (0.3, 0.45, 0.6)
+DEFAULT_TAUS = "0.3,0.45,0.6"  # the paper's taus
 METHOD_LABELS = {"medshift": "MedShift", "sdedit": "SDEdit", "identity": "Source images (identity)"}
 METHOD_TYPES = {"medshift": "FM", "sdedit": "FM, noised", "identity": "None"}
 
@@ -189,7 +189,7 @@ class EvaluateConfig:
     dataset: str = field(default="x-digiskull", metadata=option("Dataset folder or Hub id readable by datasets.load_dataset."))
     source: str = field(default="synthetic_low", metadata=option("Class of the images to translate."))
     target: str = field(default="real_normal", metadata=option("Class to translate into; its images are the realism reference."))
-    taus: str | list = field(default="0.3,0.45,0.6", metadata=option("Comma-separated tau values for MedShift and SDEdit."))
+    taus: str | list = field(default=DEFAULT_TAUS, metadata=option("Comma-separated tau values for MedShift and SDEdit."))
     baselines: str | list = field(default="identity,sdedit", metadata=option("Comma-separated baselines: identity, sdedit (empty for none)."))
     split: str = field(default="test", metadata=option("Dataset split to evaluate on."))
     seed: int = field(default=0, metadata=option("Seed of the SDEdit noise; results are deterministic for a seed."))

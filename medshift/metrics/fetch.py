@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# the cache's location is `medshift.metrics.cache`'s; re-exported here for the callers that write it
-from medshift.metrics.cache import INCEPTION_FILE, LPIPS_FILE, MANIFEST_FILE, cache_dir, cached_weights  # noqa: F401
+from medshift.metrics.cache import INCEPTION_FILE, LPIPS_FILE, MANIFEST_FILE, cache_dir
 from medshift.metrics.inception import FIDInceptionV3
 
 
