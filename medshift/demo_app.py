@@ -18,7 +18,8 @@ import numpy as np
 
 from medshift.pipeline_medshift import MedShiftPipeline
 from medshift.translate import DEFAULT_MODEL
-from xdigiskull.image_io import atomic_write, unit_to_pil
+from medshift.image_processor import unit_to_pil
+from xdigiskull.image_io import atomic_write
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import DICOM_SUFFIXES, IMAGE_SUFFIXES, SourceError, read_source
 

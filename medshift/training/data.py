@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import resize_square, to_unit_float
+from medshift.image_processor import resize_square, to_unit_float
 
 
 
