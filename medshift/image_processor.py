@@ -93,10 +93,10 @@ def check_unit_range(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     if low < 0.0 or high > 1.0:
         if low >= -1.0 and high <= 1.0:
-            advice = "for diffusers' [-1, 1] convention pass (x + 1) / 2"
+            advice = "for diffusers' [-1, 1] convention pass (x + 1) / 2; clip values that only overshoot [0, 1]"
         else:
             advice = "divide by the full-scale value (255 for 8-bit, 65535 for 16-bit data) or pass the integer array"
-        raise ValueError(f"float images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]: {advice}")
+        raise ValueError(f"float images must lie in [0, 1], got values in [{low:.6g}, {high:.6g}]: {advice}")
     return values
 
 

@@ -69,3 +69,80 @@ def test_unit_to_pil_rounds_to_8_or_16_bit_and_clips():
     eight = unit_to_pil(grey, sixteen_bit=False)
     assert eight.mode == "L" and np.asarray(eight).tolist() == [[0, 0, 128, 255, 255]]
     assert to_grey_images(sixteen)[0][1] and not to_grey_images(eight)[0][1]  # the bit depth reads back
+
+
+# ---------------------------------------------------------------- the input contract, at each boundary
+
+
+@pytest.mark.parametrize("values", [[0.0, 1.0], [0.0, 0.5], [0.25, 1.0]], ids=["full", "low", "high"])
+def test_floats_in_the_unit_range_are_taken_as_they_are(values):
+    array = np.array([values], np.float32)
+    assert np.array_equal(to_unit_float(array), array)
+    assert np.array_equal(to_unit_float(torch.from_numpy(array)), array)
+    assert np.array_equal(to_unit_float(PIL.Image.fromarray(array, mode="F")), array)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([0.0, 255.0], r"float images must lie in \[0, 1\], got values in \[0, 255\]: divide by the full-scale value"),
+        ([0.0, 1.0001], r"got values in \[0, 1\.\d*\]: divide by"),
+        ([-1.0, 1.0], r"got values in \[-1, 1\]: for diffusers' \[-1, 1\] convention pass \(x \+ 1\) / 2"),
+        ([-0.001, 0.5], r"got values in \[-0\.001, 0\.5\]: for diffusers'"),
+        ([0.0, np.inf], "NaN or infinite"),
+    ],
+    ids=["0..255", "just_above_1", "minus_one_to_one", "just_below_0", "inf"],
+)
+def test_floats_outside_the_unit_range_are_refused(values, message):
+    array = np.array([values], np.float32)
+    for image in (array, torch.from_numpy(array), array.astype(np.float64)):
+        with pytest.raises(ValueError, match=message):
+            to_grey_images(image)
+
+
+def test_integers_are_read_by_their_dtype_range_or_bits_stored():
+    twelve_bit = np.array([[0, 2048, 4095]], np.uint16)
+    assert np.allclose(to_unit_float(twelve_bit), twelve_bit / 65535)  # by the dtype: dark
+    ((grey, is16),) = to_grey_images(twelve_bit, bits_stored=12)
+    assert is16 and np.allclose(grey, [[0.0, 2048 / 4095, 1.0]])  # by the bit depth: full range
+    ((grey, _),) = to_grey_images(torch.from_numpy(twelve_bit.astype(np.int32)), bits_stored=12)
+    assert np.allclose(grey, [[0.0, 2048 / 4095, 1.0]])
+    assert to_grey_images(np.array([[0, 255]], np.uint8))[0][0].tolist() == [[0.0, 1.0]]
+    assert to_grey_images(np.array([[0, 65535]], np.int32))[0][0].tolist() == [[0.0, 1.0]]  # PIL's mode I
+    with pytest.raises(ValueError, match=r"values 0\.\.4096, outside 0\.\.4095 \(read by bits_stored=12\)"):
+        to_grey_images(np.array([[0, 4096]], np.uint16), bits_stored=12)
+    with pytest.raises(ValueError, match=r"values -1\.\.3, outside 0\.\.65535 \(read by its dtype int16\)"):
+        to_grey_images(torch.tensor([[-1, 3]], dtype=torch.int16))
+    with pytest.raises(ValueError, match=r"values 0\.\.70000, outside 0\.\.65535"):
+        to_grey_images(np.array([[0, 70000]], np.int32))
+    for bad in (0, 17, 12.5, True):
+        with pytest.raises(ValueError, match="bits_stored must be an integer from 1 to 16"):
+            to_grey_images(twelve_bit, bits_stored=bad)
+
+
+def test_a_float_file_out_of_range_names_the_file(tmp_path):
+    path = tmp_path / "hu.tif"
+    PIL.Image.fromarray(np.array([[0.0, 300.0]], np.float32), mode="F").save(path)
+    with pytest.raises(ValueError, match=r"hu\.tif: float images must lie in \[0, 1\]"):
+        to_grey_images(path)
+
+
+def test_colour_photographs_get_a_warning_and_grey_rgb_does_not(tmp_path):
+    from medshift.image_processor import ColourImageWarning
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    grey_rgb = np.repeat(photo[..., :1], 3, axis=-1)
+    with pytest.warns(ColourImageWarning, match="colour picture, not a grey X-ray"):
+        to_grey_images(photo)
+    PIL.Image.fromarray(photo).save(tmp_path / "holiday.jpg")
+    with pytest.warns(ColourImageWarning, match="holiday.jpg is a colour picture"):
+        to_grey_images(tmp_path / "holiday.jpg")
+    with pytest.warns(ColourImageWarning):
+        to_grey_images(torch.from_numpy(photo).permute(2, 0, 1).float() / 255)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ColourImageWarning)
+        to_grey_images(grey_rgb)
+        to_grey_images(PIL.Image.fromarray(grey_rgb))
