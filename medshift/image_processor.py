@@ -100,12 +100,17 @@ def check_unit_range(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def warn_if_colour(rgb: np.ndarray, name: str = "image") -> None:
-    """Warn (`ColourImageWarning`) when an HxWx3 image's channels differ: a colour photograph, not an X-ray."""
+def is_colour(rgb: np.ndarray) -> bool:
+    """Whether an HxWxC (C >= 3) image's colour channels differ: a colour picture, not a grey X-ray saved as RGB."""
     channels = rgb[..., :3].astype(np.float32)
     spread = float(np.abs(channels - channels.mean(axis=-1, keepdims=True)).mean())
     full_scale = 255.0 if rgb.dtype == np.uint8 else 65535.0 if rgb.dtype == np.uint16 else 1.0
-    if spread / full_scale > COLOUR_THRESHOLD:
+    return spread / full_scale > COLOUR_THRESHOLD
+
+
+def warn_if_colour(rgb: np.ndarray, name: str = "image") -> None:
+    """Warn (`ColourImageWarning`) when an HxWx3 image's channels differ: a colour photograph, not an X-ray."""
+    if is_colour(rgb):
         warnings.warn(
             f"{name} is a colour picture, not a grey X-ray: it is translated through its luminance, and the result "
             "means little", ColourImageWarning, stacklevel=3,
@@ -235,6 +240,14 @@ def to_unit_float(image: Any) -> np.ndarray:
     if len(images) != 1:
         raise ValueError(f"expected one image, got {len(images)}")
     return images[0][0]
+
+
+def is_sixteen_bit_file(path: str | os.PathLike) -> bool:
+    """Whether the file at `path` holds 16-bit pixels (DICOM files, 16-bit PNG / TIFF), read from its header only."""
+    if is_dicom(path):
+        return True
+    with PIL.Image.open(path) as image:
+        return image.mode in SIXTEEN_BIT_MODES
 
 
 def unit_to_pil(image: np.ndarray, sixteen_bit: bool) -> PIL.Image.Image:

@@ -31,6 +31,7 @@ from huggingface_hub import snapshot_download
 
 from medshift.flow_matching import guided_velocity
 from medshift.image_processor import OUTPUT_TYPES, MedShiftImageProcessor, PipelineImageInput, check_bits_stored
+from medshift.model_location import looks_local, missing_pipeline_message
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
@@ -44,6 +45,32 @@ ENCODE_MODES = ("ode", "noise")
 def group_generator(generator: torch.Generator | list[torch.Generator] | None, indices: list[int]):
     """The generator(s) of the images at `indices`: one per image when a list was given, else the shared one."""
     return [generator[i] for i in indices] if isinstance(generator, list) else generator
+
+
+def fetch_pipeline(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
+    """Download a Hub repository's pipeline, safetensors only (diffusers' own download takes every list in
+    model_index.json for a component and fails on `class_names` and the scheduler's module); a failure says
+    that no local folder has that name either."""
+    try:
+        return Path(snapshot_download(repo_id, ignore_patterns=[f"*{suffix}" for suffix in PICKLE_SUFFIXES], **hub_kwargs))
+    except Exception as error:  # offline, not found, no network: one line, the local reading first
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OSError(f"{missing_pipeline_message(repo_id)}, and no Hub repository {repo_id!r} could be fetched: {reason}") from error
+
+
+def refuse_pickle_weights(folder: Path, components: dict[str, Any]) -> None:
+    """Raise a ValueError for a vae/ or unet/ folder (not replaced by `components`) holding only pickle weights."""
+    for component in ("vae", "unet"):
+        weights = folder / component
+        if not weights.is_dir() or component in components:
+            continue
+        pickles = sorted(p.name for p in weights.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles and not any(p.suffix == ".safetensors" for p in weights.iterdir()):
+            raise ValueError(
+                f"{weights} holds pickle weights ({', '.join(pickles)}) and no .safetensors file; "
+                "MedShift refuses pickle weights (they can execute code when loaded). Convert them "
+                "with safetensors, e.g. `model.save_pretrained(folder, safe_serialization=True)`."
+            )
 
 
 class MedShiftPipeline(DiffusionPipeline):
@@ -71,7 +98,8 @@ class MedShiftPipeline(DiffusionPipeline):
     Example:
         ```py
         >>> from medshift import MedShiftPipeline
-        >>> pipe = MedShiftPipeline.from_pretrained("checkpoints/medshift-xdigiskull-demo")
+        >>> from medshift.model_location import default_model
+        >>> pipe = MedShiftPipeline.from_pretrained(default_model())  # $MEDSHIFT_MODEL, else the demo checkpoint
         >>> real = pipe("synthetic.png", target="real_normal", source="synthetic_high", tau=0.45).images[0]
         ```
     """
@@ -162,7 +190,9 @@ class MedShiftPipeline(DiffusionPipeline):
 
         Args:
             pretrained_model_name_or_path: folder written by `save_pretrained`, or a Hub id such as
-                "user/medshift-xdigiskull".
+                "user/medshift-xdigiskull" (`medshift.model_location.default_model()` names the demo checkpoint).
+                A folder without model_index.json raises OSError "no MedShift pipeline at PATH (model_index.json
+                missing)".
             **kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `torch_dtype`, or components to
                 replace, `unet=my_unet`); for a Hub id, `revision`, `cache_dir`, `token`, `local_files_only`,
                 `force_download` and `proxies` go to `huggingface_hub.snapshot_download`, which fetches the
@@ -172,25 +202,12 @@ class MedShiftPipeline(DiffusionPipeline):
             raise ValueError("MedShift loads safetensors weights only; use_safetensors=False is not supported")
         kwargs["use_safetensors"] = True
         local = Path(pretrained_model_name_or_path)
-        if not local.is_dir():
-            # diffusers' own download takes every list in model_index.json for a component and fails on a Hub
-            # id (`class_names`, the scheduler's module in medshift): fetch the repo first, safetensors only
-            hub_kwargs = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
-            ignore = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
-            local = Path(snapshot_download(str(pretrained_model_name_or_path), ignore_patterns=ignore, **hub_kwargs))
+        if looks_local(pretrained_model_name_or_path):
+            if not (local / "model_index.json").is_file():
+                raise OSError(missing_pipeline_message(local))
+            refuse_pickle_weights(local, kwargs)
         else:
-            for component in ("vae", "unet"):
-                folder = local / component
-                if not folder.is_dir() or component in kwargs:
-                    continue
-                pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-                has_safetensors = any(p.suffix == ".safetensors" for p in folder.iterdir())
-                if pickles and not has_safetensors:
-                    raise ValueError(
-                        f"{folder} holds pickle weights ({', '.join(pickles)}) and no .safetensors file; "
-                        "MedShift refuses pickle weights (they can execute code when loaded). Convert them "
-                        "with safetensors, e.g. `model.save_pretrained(folder, safe_serialization=True)`."
-                    )
+            local = fetch_pipeline(str(pretrained_model_name_or_path), {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs})
         return super().from_pretrained(local, **kwargs)
 
     def push_to_hub(
