@@ -256,7 +256,7 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="X-ray (PNG, TIFF, JPEG or DICOM)", file_types=UPLOAD_SUFFIXES, type="filepath")
+                upload = gr.File(label="X-ray (PNG, TIFF, JPEG or DICOM)", file_types=UPLOAD_SUFFIXES, type="filepath", elem_id="upload")
                 source = gr.Dropdown([UNKNOWN_SOURCE, *classes], value=UNKNOWN_SOURCE, label="Source class")
                 target = gr.Dropdown(classes, value=default_target, label="Target class")
                 tau = gr.Slider(0.05, 1.0, value=float(pipe.config.default_tau), step=0.05, label="τ (inversion depth)")
