@@ -51,12 +51,12 @@ def test_bad_file_is_reported_and_the_rest_translated(saved_tiny_pipeline, tmp_p
     folder = tmp_path / "in"
     folder.mkdir()
     write_png(folder / "good.png", 32, 32)
-    (folder / "broken.png").write_bytes(b"garbage")
+    (folder / "broken[b].png").write_bytes(b"garbage")  # [b] would be eaten as rich markup if not escaped
     out = tmp_path / "out"
     result = runner.invoke(app, ["translate", str(folder), "--target", "real_low", "--model", saved_tiny_pipeline, "--out", str(out), "--no-prepare"])
     assert result.exit_code == 1
-    assert "broken.png" in result.output
-    assert (out / "good.png").is_file() and not (out / "broken.png").exists()
+    assert "broken[b].png" in result.output
+    assert (out / "good.png").is_file() and not (out / "broken[b].png").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
