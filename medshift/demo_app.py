@@ -151,7 +151,8 @@ def save_png16(image: np.ndarray, folder: str | os.PathLike, name: str) -> str:
 
 
 class DemoTranslator:
-    """Runs the pipeline for the page's events; one instance per app, one job at a time (Gradio's queue)."""
+    """Runs the pipeline for the page's events; one instance per app, one job at a time (every event that runs the
+    pipeline is in the concurrency group `PIPELINE_QUEUE`, limit 1)."""
 
     def __init__(self, pipe: MedShiftPipeline, output_dir: str | os.PathLike | None = None):
         self.pipe = pipe
@@ -235,7 +236,8 @@ def build_demo(
         examples_dir: cache folder of the phantom examples (generated there on first start).
 
     Returns:
-        The `gr.Blocks` app, queued one job at a time; launch it with `launch_demo` or `.launch()`.
+        The `gr.Blocks` app, queued one pipeline job at a time across all its events; launch it with `launch_demo`
+        or `.launch()`.
     """
     pipe = pipe_or_model_path
     if not isinstance(pipe, MedShiftPipeline):

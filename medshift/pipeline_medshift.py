@@ -6,7 +6,11 @@ One pipeline, three components:
 - `unet` (`UNet2DModel` with `num_class_embeds = len(class_names) + 1`): the velocity v(x_t, t, class);
   the last class index is the null class used for classifier-free guidance.
 - `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions (diffusers' contract:
-  `set_timesteps`, then one `step` per network evaluation).
+  `set_timesteps`, then one `step` per network evaluation). Each call steps its own copy of it, made from its
+  config, so one pipeline serves several threads at once.
+
+Images go in and out through `image_processor` (`medshift.image_processor.MedShiftImageProcessor`, the role
+diffusers gives `VaeImageProcessor`): grey [0, 1] conversion with a checked input contract, resizing, output types.
 
 Translation of an image x (MedShift): encode x to the latent x1, integrate the flow ODE backwards from
 t = 1 to t = tau along the source class's flow (or the unconditional one when the source is unknown), then
