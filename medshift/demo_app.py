@@ -22,10 +22,9 @@ import gradio as gr
 import numpy as np
 import PIL.Image
 
-from medshift.image_processor import COLOUR_MODES, is_colour
+from medshift.image_processor import COLOUR_MODES, is_colour, unit_to_pil
 from medshift.model_location import default_model
 from medshift.pipeline_medshift import MedShiftPipeline
-from medshift.image_processor import unit_to_pil
 from xdigiskull.image_io import atomic_write
 from xdigiskull.prepare import prepare_frame
 from xdigiskull.reading import DICOM_SUFFIXES, IMAGE_SUFFIXES, SourceError, read_source
