@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 
 from medshift.flow_matching import guided_velocity
 from medshift.image_processor import OUTPUT_TYPES, MedShiftImageProcessor, PipelineImageInput, check_bits_stored
@@ -56,9 +57,15 @@ def fetch_pipeline(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
     that no local folder has that name either."""
     try:
         return Path(snapshot_download(repo_id, ignore_patterns=[f"*{suffix}" for suffix in PICKLE_SUFFIXES], **hub_kwargs))
-    except Exception as error:  # offline, not found, no network: one line, the local reading first
+    except OSError as error:  # offline, not found, no network: one line, the local reading first, same error type
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise OSError(f"{missing_pipeline_message(repo_id)}, and no Hub repository {repo_id!r} could be fetched: {reason}") from error
+        message = f"{missing_pipeline_message(repo_id)}, and no Hub repository {repo_id!r} could be fetched: {reason}"
+        try:  # callers may catch huggingface_hub's types (RepositoryNotFoundError...): keep them
+            response = getattr(error, "response", None)
+            same_type = type(error)(message, response=response) if isinstance(error, HfHubHTTPError) else type(error)(message)
+        except Exception:
+            same_type = OSError(message)
+        raise same_type from error
 
 
 def refuse_pickle_weights(folder: Path, components: dict[str, Any]) -> None:
