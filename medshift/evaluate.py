@@ -57,13 +57,14 @@ from tqdm.auto import tqdm
 
 from medshift.command_config import config_command, option
 from medshift.goals import check_goals, goal_table, load_goals
+from medshift.image_processor import resize_square, to_unit_float
 from medshift.model_card import wrap_prose
 from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_features, psnr, ssim, table1_ranks
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
 from medshift.phantom_head import phantom_dataset
-from xdigiskull.image_io import atomic_write, resize_square, to_unit_float
+from xdigiskull.image_io import atomic_write
 
 BASELINES = ("identity", "sdedit")
 DEFAULT_TAUS = "0.3,0.45,0.6"  # the paper's taus
