@@ -103,6 +103,9 @@ class _SmoothField:
 
     def __call__(self, coords: tuple[np.ndarray, ...]) -> np.ndarray:
         x, y, z = coords
+        if np.ndim(x) == 1 and np.shape(x) == np.shape(y) == np.shape(z):  # scattered points: one cosine per term
+            phase = np.outer(x, self.k[:, 0]) + np.outer(y, self.k[:, 1]) + np.outer(z, self.k[:, 2]) + self.phase
+            return np.cos(phase) @ self.weight
         out = 0.0
         # cos(a + b + c) = Re(e^ia e^ib e^ic): three 1D exponentials per term instead of a 3D cosine
         for (kx, ky, kz), phase, weight in zip(self.k, self.phase, self.weight):

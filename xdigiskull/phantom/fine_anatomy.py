@@ -61,7 +61,7 @@ def _texture_peak(sigma_mm: float, contrast: float) -> float:
 # sutures: Hurst exponent of the course (0.5: trace dimension near 1.5) and its largest sideways excursion (mm)
 SUTURE_HURST = 0.35
 SUTURE_AMPLITUDE_MM = 12.0
-SUTURE_RADIUS_MM = 0.25
+SUTURE_RADIUS_MM = 0.35
 
 # the 19 landmarks of the ISBI 2015 cephalometric challenge, in its order
 LANDMARKS: tuple[str, ...] = (

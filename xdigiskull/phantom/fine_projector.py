@@ -29,12 +29,15 @@ class DetectorGrid:
         self.half = (grid - 1) / 2.0
 
     def to_pixels(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(columns, rows) of 3D points (n, 3), and their magnifications (n,)."""
-        rel = np.asarray(points, np.float64) - self.beam.source
-        depth = rel @ self.beam.direction
-        magnification = self.beam.source_to_detector_mm / depth
-        uv = np.stack([rel @ self.beam.u, rel @ self.beam.v], axis=-1) * magnification[:, None]
-        return uv / self.pitch + self.half, magnification
+        """(columns, rows) of 3D points (n, 3), and their magnifications (n,), in the points' float precision."""
+        beam = self.beam
+        points = np.asarray(points)
+        scalar = np.float32 if points.dtype == np.float32 else np.float64
+        basis = np.stack([beam.u, beam.v, beam.direction], axis=1)
+        uvw = points.astype(scalar, copy=False) @ basis.astype(scalar) - (beam.source @ basis).astype(scalar)
+        magnification = scalar(beam.source_to_detector_mm) / uvw[:, 2]
+        pixels = uvw[:, :2] * (magnification / scalar(self.pitch))[:, None] + scalar(self.half)
+        return pixels, magnification
 
     def rays(self, rows: slice, cols: slice) -> np.ndarray:
         """Vectors from the source to the detector pixels of a window, (rows, cols, 3) mm."""
@@ -45,8 +48,21 @@ class DetectorGrid:
         return centre + j[None, :, None] * beam.u + i[:, None, None] * beam.v
 
 
-def _splat(grid: DetectorGrid, cloud: BlobCloud) -> np.ndarray:
-    """Mass thickness (g/cm^2) of a cloud of equal-width Gaussian blobs."""
+def _splat(grid: DetectorGrid, clouds: list[BlobCloud]) -> np.ndarray:
+    """Mass thickness (g/cm^2) of clouds of Gaussian blobs of one width (blurred once together)."""
+    n = grid.grid
+    image = np.zeros(n * n, np.float64)
+    sigmas = []
+    for cloud in clouds:
+        splat, sigma_px = _splat_points(grid, cloud)
+        image += splat
+        sigmas.append(sigma_px)
+    image = image.reshape(n, n).astype(np.float32)
+    return cv2.GaussianBlur(image, (0, 0), float(np.mean(sigmas)), borderType=cv2.BORDER_CONSTANT)
+
+
+def _splat_points(grid: DetectorGrid, cloud: BlobCloud) -> tuple[np.ndarray, float]:
+    """The blobs' integrals put on their nearest pixels (flat image), and their mean width in pixels."""
     n = grid.grid
     pixels, magnification = grid.to_pixels(cloud.centres)
     # each blob's line integral peaks at rho sqrt(2 pi) s (g/cm^3 mm); over the detector it integrates to that
@@ -58,8 +74,7 @@ def _splat(grid: DetectorGrid, cloud: BlobCloud) -> np.ndarray:
     cx, cy = np.rint(pixels[:, 0]).astype(np.int64), np.rint(pixels[:, 1]).astype(np.int64)
     inside = (cx >= 0) & (cx < n) & (cy >= 0) & (cy < n)
     image = np.bincount(cy[inside] * n + cx[inside], weights=weight[inside], minlength=n * n)
-    image = image.reshape(n, n).astype(np.float32)
-    return cv2.GaussianBlur(image, (0, 0), float(np.mean(sigma_px)), borderType=cv2.BORDER_CONSTANT)
+    return image, float(np.mean(sigma_px))
 
 
 def _tube_chords(grid: DetectorGrid, tubes: TubeSet) -> np.ndarray:
@@ -126,8 +141,11 @@ def project_fine(fine: FineAnatomy, beam: ConeBeam, grid: int, detector_side_mm:
     """
     detector = DetectorGrid(beam, grid, detector_side_mm)
     out = np.zeros((grid, grid, len(MATERIALS)), np.float32)
+    groups: dict[tuple[float, int], list[BlobCloud]] = {}
     for cloud in fine.blobs:
-        out[..., cloud.material] += _splat(detector, cloud)
+        groups.setdefault((cloud.sigma_mm, cloud.material), []).append(cloud)
+    for (_, material), clouds in groups.items():
+        out[..., material] += _splat(detector, clouds)
     for tubes in fine.tubes:
         out[..., tubes.material] += _tube_chords(detector, tubes)
     if fine.ellipsoids is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import scipy.fft
 
 from xdigiskull.phantom.physics import Acquisition, _spectral_weights, heel_profile, scatter_field
 
@@ -85,8 +86,9 @@ def detector_transfer(image: np.ndarray, pitch_mm: float, focal_sigma_mm: float)
     fx = np.fft.rfftfreq(padded.shape[1], pitch_mm)[None, :]
     sigma2 = CSI_SIGMA_MM**2 + focal_sigma_mm**2
     transfer = (np.exp(-2 * np.pi**2 * sigma2 * (fx**2 + fy**2)) * np.sinc(pitch_mm * fx) * np.sinc(pitch_mm * fy))
-    filtered = np.fft.irfft2(np.fft.rfft2(padded) * transfer.astype(np.complex64), s=padded.shape)
-    return filtered[pad:pad + rows, pad:pad + cols].astype(np.float32)
+    # single precision (scipy keeps float32; numpy's FFT would compute in float64)
+    filtered = scipy.fft.irfft2(scipy.fft.rfft2(padded) * transfer.astype(np.float32), s=padded.shape)
+    return np.ascontiguousarray(filtered[pad:pad + rows, pad:pad + cols], dtype=np.float32)
 
 
 def scatter_and_heel(transmission: np.ndarray, pitch_mm: float, name: str) -> tuple[np.ndarray, np.ndarray]:

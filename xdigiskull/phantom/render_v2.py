@@ -35,6 +35,7 @@ class ProjectionV2:
     beam: ConeBeam
     coarse: np.ndarray
     total: np.ndarray
+    fine: np.ndarray  # the fine anatomy's part of `total` (signed)
 
 
 def _upsample(image: np.ndarray, size: int) -> np.ndarray:
@@ -54,10 +55,10 @@ class PoseRendererV2:
     def line_integrals(self, beam: ConeBeam) -> tuple[ProjectionV2, np.ndarray | None]:
         layout = self.layout
         coarse = project(self.head, beam, layout.coarse, DETECTOR_SIDE_MM)
-        total = np.stack([_upsample(coarse[..., m], layout.detector) for m in range(coarse.shape[-1])], axis=-1)
-        total += project_fine(self.fine, beam, layout.detector, DETECTOR_SIDE_MM)
-        np.maximum(total, 0.0, out=total)
-        return ProjectionV2(beam, coarse, total), self.v1.catheter_thickness(beam)
+        upsampled = np.stack([_upsample(coarse[..., m], layout.detector) for m in range(coarse.shape[-1])], axis=-1)
+        fine = project_fine(self.fine, beam, layout.detector, DETECTOR_SIDE_MM)
+        total = np.maximum(upsampled + fine, 0.0)
+        return ProjectionV2(beam, coarse, total, total - upsampled), self.v1.catheter_thickness(beam)
 
     def unattenuated(self, name: str) -> float:
         return self.v1.unattenuated(name)
@@ -70,10 +71,8 @@ class PoseRendererV2:
         scatter, heel = physics_v2.scatter_and_heel(transmission, layout.coarse_pitch_mm, name)
         size = layout.detector
         log_primary = _upsample(np.log(np.maximum(transmission, 1e-9)), size)
-        fine = projection.total - np.stack([_upsample(projection.coarse[..., m], size)
-                                            for m in range(projection.coarse.shape[-1])], axis=-1)
-        for m in range(fine.shape[-1]):
-            log_primary -= _upsample(mu_effective[..., m], size) * fine[..., m]
+        for m in range(projection.fine.shape[-1]):
+            log_primary -= _upsample(mu_effective[..., m], size) * projection.fine[..., m]
         signal = np.exp(log_primary) + np.maximum(_upsample(scatter, size), 0.0)
         signal *= _upsample_rows(heel, size)[:, None]
         if catheter is not None:
