@@ -8,10 +8,10 @@
    outer table, drawn at the detector pitch; boxes of 2-64 pixels). Published: 1.48 coronal, 1.56 sagittal
    (Yu et al. 2003, fractal dimension of human cranial sutures), range 1.35-1.65.
 
-By default it renders heads that no tuning used (seeds 101-103, AP and lateral, 1024^2 detector); --raw measures
-an existing phantom v2 run.
+By default it renders heads that no tuning used (seeds 101-103, AP and lateral, 1024^2 detector) in v2 and, for
+comparison, in v1 (measured inside v2's bone mask of the same pose); --raw measures an existing phantom v2 run.
 
-    python scripts/measure_phantom_texture.py [--seeds 101 102 103] [--raw RAW_DIR] [--version 2]
+    python scripts/measure_phantom_texture.py [--seeds 101 102 103] [--raw RAW_DIR] [--no-v1]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from xdigiskull.phantom.anatomy import make_head
 from xdigiskull.phantom.fine_anatomy import make_fine_anatomy
 from xdigiskull.phantom.fine_projector import project_points
 from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, cone_beam
-from xdigiskull.phantom.render_v2 import BONE_MASK_THRESHOLD, PoseRendererV2  # noqa: F401 (documents the mask)
 
 PATCH = 64
 BAND = (0.2, 1.0)  # cycles/mm at the detector
@@ -85,16 +84,17 @@ def box_counting_dimension(polylines: list[np.ndarray], size: int) -> float:
     return float(slope)
 
 
-def measure_texture(raw: Path) -> dict[str, list[float]]:
-    """beta per real class over every pose of a phantom v2 run."""
-    with open(raw / "manifest.csv", newline="") as handle:
+def measure_texture(raw: Path, masks: Path | None = None) -> dict[str, list[float]]:
+    """beta per real class over every pose of a phantom run; the bone masks come from `masks` (a phantom v2 run
+    of the same seed and poses, e.g. to measure v1) or from the run itself."""
+    with open((masks or raw) / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     betas: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row["class"] not in REAL_CLASSES:
             continue
         image = cv2.imread(str(raw / "ground_truth" / f"{row['pair_id']}_{row['class']}.png"), cv2.IMREAD_UNCHANGED)
-        mask = cv2.imread(str(raw / row["bone_mask"]), cv2.IMREAD_GRAYSCALE) > 0
+        mask = cv2.imread(str((masks or raw) / row["bone_mask"]), cv2.IMREAD_GRAYSCALE) > 0
         mask = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # 4 pixels in from the bone's edge
         pitch = DETECTOR_SIDE_MM / int(round(image.shape[0] / 0.86))  # the field is 86 % of the detector
         freqs, power, patches = radial_spectrum(image.astype(np.float64) / 65535.0, mask, pitch)
@@ -122,23 +122,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="heads to render and measure")
     parser.add_argument("--views", type=int, default=2, help="poses per head (AP and lateral first)")
     parser.add_argument("--raw", type=Path, default=None, help="measure an existing phantom v2 run instead")
-    parser.add_argument("--version", type=int, default=2, help="phantom version to render (1 has no bone mask)")
+    parser.add_argument("--no-v1", action="store_true", help="skip measuring phantom v1 on the same heads and poses")
     args = parser.parse_args()
 
-    betas: dict[str, list[float]] = defaultdict(list)
+    betas: dict[int, dict[str, list[float]]] = {1: defaultdict(list), 2: defaultdict(list)}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [args.raw] if args.raw else [
-            generate_exports(Path(tmp) / f"s{seed}", views=args.views, seed=seed, detector=1024, frames=1,
-                             version=args.version, progress=False) for seed in args.seeds]
-        for raw in runs:
-            for name, values in measure_texture(raw).items():
-                betas[name].extend(values)
+        for seed in [] if args.raw else args.seeds:
+            runs = {version: generate_exports(Path(tmp) / f"v{version}-{seed}", views=args.views, seed=seed,
+                                              detector=1024, frames=1, version=version, progress=False)
+                    for version in ((2,) if args.no_v1 else (2, 1))}
+            for version, raw in runs.items():  # v1 has no bone mask: measured inside v2's (same pose)
+                for name, values in measure_texture(raw, masks=runs[2]).items():
+                    betas[version][name].extend(values)
+        if args.raw:
+            for name, values in measure_texture(args.raw).items():
+                betas[2][name].extend(values)
     print(f"anatomical noise: 1/f^beta fit over {BAND[0]}-{BAND[1]} cycles/mm inside bone "
           f"(published beta {PUBLISHED_BETA}; goal [2.5, 3.2])")
-    for name in REAL_CLASSES:
-        values = np.array(betas[name])
-        print(f"  {name:14s} beta {values.mean():.2f} (min {values.min():.2f}, max {values.max():.2f}, "
-              f"{len(values)} images)")
+    for version in (2, 1):
+        for name in REAL_CLASSES:
+            values = np.array(betas[version][name])
+            if len(values):
+                print(f"  v{version} {name:14s} beta {values.mean():.2f} (min {values.min():.2f}, "
+                      f"max {values.max():.2f}, {len(values)} images)")
     print("suture traces: box-counting dimension, boxes 2-64 px (goal [1.35, 1.65])")
     for name, values in measure_sutures(args.seeds).items():
         published = PUBLISHED_SUTURE[name]
