@@ -5,11 +5,18 @@
     OUT/ground_truth/<pair_id>_<class>.png         16-bit noise-free render of the synthetic pose in each class's
                                                    appearance, cropped exactly to the square exposed field
     OUT/manifest.csv                               file,class,view,primary_angle,secondary_angle,pair_id,frames
+                                                   (+ landmarks,bone_mask with version=2)
+    OUT/labels/<pair_id>_bone_mask.png             version=2: 8-bit bone mask in the ground truth's frame
 
 One pose (pair_id) gives one export per class. Its real exports are rendered at the nominal C-arm angles; the
 simulator renders it at slightly jittered angles (recorded in the manifest), like a simulator that only
 approximates the real views. The ground truth of every class is rendered at the simulator's pose, so it is
 pixel-aligned with the simulator export's field.
+
+Two phantom versions: 1 (the default, byte for byte what the shipped model was trained on) and 2 (fine anatomy
+at the detector's pitch and the flat detector's MTF, `render_v2`; each export's landmarks at its own pose, in its
+field's pixels, and the pose's bone mask). `test_object="edge"` renders a slanted tungsten edge instead of the
+head (`test_objects`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ detector's own pitch, so every view, pose and class sees the same 3D object:
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
   the vault (midpoint displacement, Hurst exponent 0.35: a trace dimension near 1.5 at 1-20 mm) through the whole
   thickness of the bone; middle meningeal grooves on the inner table; the mandibular canals.
-- ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor and the clinoid
-  processes.
+- ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
+  of overlapping ellipsoids) and the anterior clinoid processes.
 
 Each primitive has a material (index into `anatomy.MATERIALS`) and a signed density (g/cm^3) that is added to
 the voxel head's densities. Coordinates are isocenter coordinates (mm), like the voxel head's.
@@ -188,7 +188,8 @@ def _cancellous_texture(rng: np.random.Generator, segments: list[tuple[np.ndarra
     for sigma in TEXTURE_SIGMAS_MM[1:-1]:  # the largest octave is wider than these bones' marrow
         wanted = TEXTURE_FILL * volumes / ((2 * np.pi) ** 1.5 * sigma**3)
         sparse = max(1.0, wanted.sum() / TEXTURE_MAX_BLOBS)
-        points = np.concatenate([_capsule_points(rng, a, b, r, int(n / sparse)) for (a, b, r), n in zip(segments, wanted)])
+        points = np.concatenate([_capsule_points(rng, a, b, r, int(n / sparse))
+                                 for (a, b, r), n in zip(segments, wanted)])
         peaks = _texture_peak(sigma, contrast) * np.sqrt(sparse) * rng.choice((-1.0, 1.0), len(points))
         clouds.append(BlobCloud(sigma, BONE, _iso(points), peaks.astype(np.float32)))
     return clouds
@@ -270,20 +271,17 @@ def _meningeal_grooves(rng: np.random.Generator, proportions: HeadProportions) -
             TubeSet(0.4, BONE, groove, twigs, "meningeal_grooves")]
 
 
-def _sella(face: float) -> list[TubeSet]:
-    """Cortical outline of the sella turcica (tuberculum, floor, dorsum) and the clinoid processes, as tubes
-    repeated across the width of the fossa: in a lateral view they superimpose into the familiar white cup."""
-    theta = np.linspace(0.0, np.pi, 24)
+def _sella(parts: _EllipsoidList) -> None:
+    """The cortical floor of the sella turcica (tuberculum, floor, dorsum up to the posterior clinoid) as a
+    curved plate 12 mm wide, built from overlapping ellipsoids along its outline, and the anterior clinoid
+    processes: in a lateral view the plate is seen edge-on, the familiar white cup."""
+    theta = np.linspace(0.0, np.pi, 15)
     floor_yz = np.stack([3.0 + 6.5 * np.cos(theta), -27.5 - 4.5 * np.sin(theta)], axis=1)
-    dorsum_yz = np.array([[-3.5, -27.5], [-4.0, -23.0], [-3.0, -19.5], [-1.0, -18.5]])  # up to the posterior clinoid
-    clivus_yz = np.array([[-3.5, -27.5], [-7.0, -33.0], [-10.0, -40.0]])
-    outline = np.concatenate([floor_yz, dorsum_yz[1:]])
-    paths = [_iso(np.column_stack([np.full(len(yz), x), yz])) for x in (-5.0, -2.5, 0.0, 2.5, 5.0)
-             for yz in (outline, clivus_yz)]
-    clinoids = [_iso(np.array([[s * 9.0, 13.0, -23.0], [s * 6.0, 7.0, -21.5], [s * 5.0, 4.5, -21.5]]))
-                for s in (-1.0, 1.0)]
-    return [TubeSet(0.6, BONE, 0.9 * DENSITY["bone"], paths, "sella"),
-            TubeSet(1.2, BONE, 0.8 * DENSITY["bone"], clinoids, "clinoid_processes")]
+    dorsum_yz = np.array([[-4.0, -25.5], [-4.0, -23.5], [-3.5, -21.5], [-2.5, -19.5], [-1.0, -18.5]])
+    for y, z in np.concatenate([floor_yz, dorsum_yz]):
+        parts.add((0.0, y, z), (6.0, 1.1, 1.1), 0.0, (BONE, 0.6 * DENSITY["bone"]))
+    for sign in (-1.0, 1.0):  # anterior clinoid processes, pointing back over the fossa
+        parts.add((sign * 7.0, 8.5, -21.5), (1.5, 4.5, 1.3), 0.0, (BONE, 0.8 * DENSITY["bone"]))
 
 
 def _mandible_curve(face: float) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +319,8 @@ def _cancellous_segments(face: float) -> list[tuple[np.ndarray, np.ndarray, floa
         b = np.array([*curve[i + 1], -104.0 - 0.6 * drop[i + 1]])
         segments.append((a, b, 6.0))
     for sign in (-1.0, 1.0):
-        segments.append((np.array([sign * 47.0 * face, 12.0, -106.0]), np.array([sign * 51.0 * face, -6.0, -48.0]), 4.5))
+        ramus = (np.array([sign * 47.0 * face, 12.0, -106.0]), np.array([sign * 51.0 * face, -6.0, -48.0]), 4.5)
+        segments.append(ramus)
     upper = dental_arch(31.0 * face, 74.0 * face, 22.0, 9)
     for i in range(len(upper) - 1):
         segments.append((np.array([*upper[i], -76.0]), np.array([*upper[i + 1], -76.0]), 5.0))
@@ -487,9 +486,9 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     sutures, fine.suture_courses = _sutures(rng, proportions)
     fine.tubes += sutures
     fine.tubes += _meningeal_grooves(rng, proportions)
-    fine.tubes += _sella(face)
     fine.tubes += _mandibular_canals(face)
-    teeth, tips = _teeth(rng, face)
-    fine.ellipsoids = teeth.build()
+    parts, tips = _teeth(rng, face)
+    _sella(parts)
+    fine.ellipsoids = parts.build()
     fine.landmarks = landmarks_3d(proportions, head, tips)
     return fine

@@ -36,7 +36,8 @@ CSI_SIGMA_MM = _csi_sigma_mm()  # about 0.139 mm
 # focal spot (nominal size, mm) per class: fluoroscopy on the small focus, exposures on the large one
 FOCAL_SPOT_MM = {"real_low": 0.4, "real_normal": 0.4, "real_exposure": 0.7}
 # scatter through the anti-scatter grid: amplitude of the convolution model per class (harder beams scatter more
-# forward); gives a scatter-to-primary ratio of about 0.3 to 0.6 behind the skull (see scatter_to_primary)
+# forward); behind the skull it gives a scatter-to-primary ratio of 0.4-0.5 laterally and 0.6-0.8 AP
+# (scripts/measure_scatter.py)
 SCATTER_FRACTION = {"real_low": 0.10, "real_normal": 0.11, "real_exposure": 0.13}
 
 

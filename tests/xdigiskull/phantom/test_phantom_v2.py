@@ -142,12 +142,19 @@ def test_edge_test_object_in_every_class(tmp_path: Path) -> None:
     assert columns[0] != columns[1]
 
 
-def test_rerun_replaces_a_v2_run_and_v1_is_unchanged_by_default(tmp_path: Path) -> None:
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_v2_same_seed_same_bytes_and_reruns_replace_it(tmp_path: Path) -> None:
     out = tmp_path / "raw"
-    generate_exports(out, views=1, seed=1, detector=128, frames=1, version=2, progress=False)
+    generate_exports(out, views=2, seed=1, detector=128, frames=1, version=2, workers=2, progress=False)
+    again = generate_exports(tmp_path / "again", views=2, seed=1, detector=128, frames=1, version=2, workers=1,
+                             progress=False)
+    assert _tree(out) == _tree(again)
     masks = sorted((out / "labels").iterdir())
-    assert len(masks) == 1
-    generate_exports(out, views=1, seed=1, detector=128, frames=1, progress=False)  # v1 over v2: replaced
+    assert len(masks) == 2
+    generate_exports(out, views=2, seed=1, detector=128, frames=1, progress=False)  # v1 over v2: replaced
     assert not any((out / "labels").iterdir())
     with open(out / "manifest.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == MANIFEST_COLUMNS
