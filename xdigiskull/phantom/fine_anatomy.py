@@ -51,7 +51,7 @@ TEXTURE_CONTRAST = 0.55  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_M
 TEXTURE_REFERENCE_MM = 0.8
 # exponent of the texture's power spectrum in the object (each octave's power goes as sigma^exponent); below 3 so
 # that after the detector's MTF the projected texture falls as about f^-3 over 0.2-1 cycles/mm
-TEXTURE_EXPONENT = 1.3
+TEXTURE_EXPONENT = 1.15
 
 
 def _texture_peak(sigma_mm: float, contrast: float) -> float:
