@@ -51,7 +51,7 @@ TEXTURE_CONTRAST = 0.55  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_M
 TEXTURE_REFERENCE_MM = 0.8
 # exponent of the texture's power spectrum in the object (each octave's power goes as sigma^exponent); below 3 so
 # that after the detector's MTF the projected texture falls as about f^-3 over 0.2-1 cycles/mm
-TEXTURE_EXPONENT = 1.15
+TEXTURE_EXPONENT = 1.0
 
 
 def _texture_peak(sigma_mm: float, contrast: float) -> float:
@@ -59,9 +59,12 @@ def _texture_peak(sigma_mm: float, contrast: float) -> float:
     sigma^TEXTURE_EXPONENT (equal filling alone gives sigma^3)."""
     return contrast * (sigma_mm / TEXTURE_REFERENCE_MM) ** (-(3.0 - TEXTURE_EXPONENT) / 2.0)
 # sutures: Hurst exponent of the course (0.5: trace dimension near 1.5) and its largest sideways excursion (mm)
-SUTURE_HURST = 0.35
-SUTURE_AMPLITUDE_MM = 12.0
+SUTURE_HURST = 0.2
+SUTURE_AMPLITUDE_MM = 6.0
 SUTURE_RADIUS_MM = 0.35
+# fraction of the bone missing in the gap: the squamosal suture is a bevelled overlap, faint in radiographs
+SUTURE_OPENNESS = {"coronal": 0.5, "sagittal": 0.5, "lambdoid": 0.5, "squamosal": 0.2}
+SUTURE_BEND = 0.75  # largest sideways excursion of a midpoint (standard deviation) per length of its segment
 
 # the 19 landmarks of the ISBI 2015 cephalometric challenge, in its order
 LANDMARKS: tuple[str, ...] = (
@@ -212,14 +215,17 @@ def _fractal_course(rng: np.random.Generator, anchors: np.ndarray, hurst: float,
                     levels: int) -> np.ndarray:
     """A fractal curve through unit `anchors` (directions from the vault centre) by midpoint displacement on
     the sphere of directions: each level halves the segments and moves the new midpoints sideways by a normal
-    draw of `amplitude` (mm, converted at 80 mm radius) times 2^(-level * hurst)."""
+    draw of `amplitude` (mm, converted at 80 mm radius) times 2^(-level * hurst), at most SUTURE_BEND times the
+    segment's length."""
     points = _unit(anchors)
     scale = amplitude / 80.0
     for level in range(levels):
         mid = _unit(points[:-1] + points[1:])
         tangent = points[1:] - points[:-1]
         side = _unit(np.cross(tangent, mid) + 1e-12)
-        mid = _unit(mid + side * (scale * 2.0 ** (-level * hurst)) * rng.standard_normal(len(mid))[:, None])
+        # no excursion beyond a fraction of the segment it bends: the course interlocks but never tangles
+        step = np.minimum(scale * 2.0 ** (-level * hurst), SUTURE_BEND * np.linalg.norm(tangent, axis=1))
+        mid = _unit(mid + side * (step * np.clip(rng.standard_normal(len(mid)), -2.0, 2.0))[:, None])
         merged = np.empty((len(points) + len(mid), 3))
         merged[0::2], merged[1::2] = points, mid
         points = merged
@@ -239,15 +245,21 @@ def _sutures(rng: np.random.Generator, proportions: HeadProportions) -> tuple[li
         courses.append(("lambdoid", [lambda_, (sign * 0.5, -0.75, 0.15), asterion]))
         courses.append(("squamosal", [pterion, (sign * 0.95, 0.1, -0.08), (sign * 0.9, -0.35, -0.2), asterion]))
     courses.append(("sagittal", [bregma, (0.0, -0.3, 1.0), lambda_]))
-    paths, traces = [], {}
+    depths = (0.15, 0.5, 0.85)  # outer table, diploe, inner table
+    layers: dict[tuple[float, float], list[np.ndarray]] = {}
+    traces: dict[str, list[np.ndarray]] = {}
     for name, anchors in courses:
         course = _fractal_course(rng, np.array(anchors, np.float64), SUTURE_HURST, SUTURE_AMPLITUDE_MM, levels=9)
-        for fraction in (0.15, 0.5, 0.85):  # outer table, diploe, inner table
+        for fraction in depths:
             points, _ = _vault_points(course, fraction, proportions)
-            paths.append(_iso(points))
-        traces.setdefault(name, []).append(paths[-3])
-    # the gap: bone replaced by fibrous tissue
-    return [TubeSet(SUTURE_RADIUS_MM, BONE, -0.85 * DENSITY["bone"], paths, "sutures")], traces
+            layers.setdefault((fraction, SUTURE_OPENNESS[name]), []).append(_iso(points))
+        traces.setdefault(name, []).append(_iso(_vault_points(course, depths[0], proportions)[0]))
+    # the gap: bone replaced by fibrous tissue through the whole thickness, a ribbon; each depth's tube stands for
+    # a third of it, so its density is scaled by the ribbon's cross-section over the tube's (one set per depth, so
+    # that the three add up in projection)
+    ribbon = (6.5 / len(depths)) * (2 * SUTURE_RADIUS_MM) / (np.pi * SUTURE_RADIUS_MM**2)
+    return [TubeSet(SUTURE_RADIUS_MM, BONE, -openness * DENSITY["bone"] * ribbon, paths, "sutures")
+            for (_, openness), paths in layers.items()], traces
 
 
 def _meningeal_grooves(rng: np.random.Generator, proportions: HeadProportions) -> list[TubeSet]:
