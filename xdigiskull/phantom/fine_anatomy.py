@@ -5,12 +5,14 @@ here as 3D primitives in the same patient space, which `fine_projector` integrat
 detector's own pitch, so every view, pose and class sees the same 3D object:
 
 - blobs: clouds of small 3D Gaussians of signed density. Trabecular (cancellous) texture of the diploe, the
-  vertebral bodies, the mandible and the maxilla is a zero-mean cloud whose blob sizes span octaves with equal
-  volume filling per octave, which gives a 1/f^3 power spectrum (the anatomical-noise exponent of radiographs);
+  vertebral bodies, the mandible and the maxilla is a zero-mean cloud whose blob sizes span octaves, each
+  octave's power set so that the projected texture, through the detector's MTF, falls as about 1/f^3 over
+  0.2-1 cycles/mm (the anatomical-noise exponent of radiographs; scripts/measure_phantom_texture.py);
   mastoid and ethmoid air cells are clouds of negative bone density.
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
-  the vault (midpoint displacement, Hurst exponent 0.35: a trace dimension near 1.5 at 1-20 mm) through the whole
-  thickness of the bone; middle meningeal grooves on the inner table; the mandibular canals.
+  the vault (midpoint displacement, each excursion bounded by its segment so the course interlocks without
+  tangling: a trace dimension near 1.5 at 1-20 mm) through the whole thickness of the bone; middle meningeal
+  grooves on the inner table; the mandibular canals.
 - ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
   of overlapping ellipsoids) and the anterior clinoid processes.
 
@@ -58,7 +60,9 @@ def _texture_peak(sigma_mm: float, contrast: float) -> float:
     """Peak density of a texture blob: finer blobs are denser, so each octave's power goes as
     sigma^TEXTURE_EXPONENT (equal filling alone gives sigma^3)."""
     return contrast * (sigma_mm / TEXTURE_REFERENCE_MM) ** (-(3.0 - TEXTURE_EXPONENT) / 2.0)
-# sutures: Hurst exponent of the course (0.5: trace dimension near 1.5) and its largest sideways excursion (mm)
+
+
+# sutures: decay of the midpoint excursions per halving (Hurst exponent), the first excursion (mm), the tube
 SUTURE_HURST = 0.2
 SUTURE_AMPLITUDE_MM = 6.0
 SUTURE_RADIUS_MM = 0.35
@@ -198,7 +202,8 @@ def _cancellous_texture(rng: np.random.Generator, segments: list[tuple[np.ndarra
     return clouds
 
 
-def _air_cells(rng: np.random.Generator, centre, axes, count: int, sigmas=(0.8, 1.3, 2.0)) -> list[BlobCloud]:
+def _air_cells(rng: np.random.Generator, centre: tuple[float, float, float], axes: tuple[float, float, float],
+               count: int, sigmas: tuple[float, ...] = (0.8, 1.3, 2.0)) -> list[BlobCloud]:
     """Air cells (negative bone) packed in an ellipsoid (mastoid, ethmoid)."""
     clouds = []
     for sigma in sigmas:
@@ -352,7 +357,7 @@ class _EllipsoidList:
     def __init__(self) -> None:
         self.items: list[tuple[np.ndarray, np.ndarray, int, float]] = []
 
-    def add(self, centre, axes, angle: float, *parts: tuple[int, float]) -> None:
+    def add(self, centre: np.ndarray | tuple, axes: np.ndarray | tuple, angle: float, *parts: tuple[int, float]) -> None:
         for material, density in parts:
             self.items.append((np.asarray(centre, np.float64), _quadric(axes, angle), material, density))
 

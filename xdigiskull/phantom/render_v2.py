@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,6 +20,9 @@ from xdigiskull.phantom.fine_anatomy import LANDMARKS, FineAnatomy, make_fine_an
 from xdigiskull.phantom.fine_projector import project_fine, project_points
 from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, ConeBeam
 from xdigiskull.phantom.projector import project
+
+if TYPE_CHECKING:  # export imports this module
+    from xdigiskull.phantom.export import ExportLayout, _PoseRenderer
 
 # a pixel is bone in the mask where its ray crosses at least this much bone or enamel (g/cm^2; ~0.5 mm cortex)
 BONE_MASK_THRESHOLD = 0.1
@@ -43,9 +47,17 @@ def _upsample(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class PoseRendererV2:
-    """Renders one pose of phantom v2 (see the module docstring); `layout` is export.ExportLayout."""
+    """Renders one pose of phantom v2 (see the module docstring).
 
-    def __init__(self, head: HeadPhantom, layout, catheter: np.ndarray | None, renderer_v1) -> None:
+    Args:
+        head: the voxel head (made without teeth: v2 draws them at full resolution); its fine anatomy is made here.
+        layout: the run's pixel layout.
+        catheter: the catheter's 3D course, or None.
+        renderer_v1: v1's renderer of the same head, whose catheter drawing and open-beam quanta v2 shares.
+    """
+
+    def __init__(self, head: HeadPhantom, layout: ExportLayout, catheter: np.ndarray | None,
+                 renderer_v1: _PoseRenderer) -> None:
         self.head = head
         self.fine: FineAnatomy = make_fine_anatomy(head)
         self.layout = layout
