@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from xdigiskull.phantom import appearance, physics, physics_v2
@@ -22,14 +23,16 @@ EDGE_ANGLE_DEG = 3.0
 EDGE_THICKNESS_MM = 1.0
 EDGE_OFFSET = 100.0  # stored value of no signal
 EDGE_SCALE = 3500.0  # stored value of the open beam above the offset
+SUPERSAMPLE = 4  # v2's edge: samples per pixel along each side
 
 
-def edge_thickness_mm(size: int, angle_deg: float = EDGE_ANGLE_DEG) -> np.ndarray:
-    """Tungsten thickness (mm) at the pixel centres of a `size` x `size` field: the plate covers the side right
-    of a line through the centre, turned `angle_deg` from the columns (point-sampled; the detector's transfer
-    adds the pixel aperture)."""
+def edge_thickness_mm(size: int, angle_deg: float = EDGE_ANGLE_DEG, supersample: int = 1) -> np.ndarray:
+    """Tungsten thickness (mm) over a `size` x `size` field, sampled `supersample` times per pixel along each
+    side (sample centres): the plate covers the side right of a line through the field's centre, turned
+    `angle_deg` from the columns."""
     centre = (size - 1) / 2.0
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    samples = (np.arange(size * supersample) + 0.5) / supersample - 0.5  # in pixels
+    rows, cols = np.meshgrid(samples, samples, indexing="ij")
     angle = np.deg2rad(angle_deg)
     signed = (cols - centre) * np.cos(angle) - (rows - centre) * np.sin(angle)
     return np.where(signed > 0, EDGE_THICKNESS_MM, 0.0).astype(np.float32)
@@ -43,16 +46,27 @@ def _tungsten_transmission(name: str) -> float:
     return float((weights * np.exp(-mu)).sum() / weights.sum())
 
 
-def _real_edge(name: str, plate: np.ndarray, pixel_mm: float, version: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _real_edge(name: str, layout, field: tuple[slice, slice], version: int) -> tuple[np.ndarray, np.ndarray, float]:
     """The edge in a real class: the expected quanta the noise is drawn from, the noise-free frame, and the open
-    beam's quanta (v1 blurs after the noise, v2 before: each version's own detector)."""
+    beam's quanta (v1 blurs after the noise, v2 before: each version's own detector).
+
+    v2 renders the edge on a grid SUPERSAMPLE times finer, spreads it by the scintillator there and integrates
+    each pixel's area: the exact presampled MTF (scintillator x pixel aperture) at any pitch, beyond the
+    Nyquist frequency too."""
+    pixel_mm = layout.pixel_mm
     open_beam = physics.open_beam_quanta(physics.ACQUISITIONS[name], pixel_mm, SOURCE_TO_DETECTOR_MM)
+    factor = 1 if version == 1 else SUPERSAMPLE
+    plate = np.zeros((layout.detector * factor, layout.detector * factor), np.float32)
+    start, stop = field[0].start * factor, field[0].stop * factor
+    plate[start:stop, start:stop] = edge_thickness_mm(layout.field, supersample=factor)
     transmission = np.where(plate > 0, _tungsten_transmission(name), 1.0).astype(np.float32)
     signal = transmission * physics.heel_profile(plate.shape[0])[:, None] * np.float32(open_beam)
     if version == 1:
         return signal, physics.noise_free_frame(signal), open_beam
-    blurred = physics_v2.detector_transfer(signal, pixel_mm, 0.0)
-    return blurred, blurred, open_beam
+    signal = cv2.GaussianBlur(signal, (0, 0), physics_v2.CSI_SIGMA_MM / (pixel_mm / factor))
+    n = layout.detector
+    pixels = np.ascontiguousarray(signal.reshape(n, factor, n, factor).mean(axis=(1, 3)))
+    return pixels, pixels, open_beam
 
 
 def _for_processing(quanta: np.ndarray, open_beam: float) -> np.ndarray:
@@ -69,12 +83,12 @@ def render_edge(out: Path, layout, seed: int, frames: int, version: int) -> list
     start = (layout.detector - layout.field) // 2
     field = (slice(start, start + layout.field), slice(start, start + layout.field))
     plate = np.zeros((layout.detector, layout.detector), np.float32)
-    plate[field] = edge_thickness_mm(layout.field)
+    plate[field] = edge_thickness_mm(layout.field)  # the simulator draws at its pixels
     rows: list[dict[str, object]] = []
     base = {"view": "edge", "primary_angle": 0.0, "secondary_angle": 0.0, "pair_id": pair_id}
     for index, name in enumerate(REAL_CLASSES):
         acquisition = physics.ACQUISITIONS[name]
-        expected, noise_free, open_beam = _real_edge(name, plate, layout.pixel_mm, version)
+        expected, noise_free, open_beam = _real_edge(name, layout, field, version)
         stack = np.empty((frames, layout.detector, layout.detector), np.uint16)
         for f in range(frames):
             if version == 1:
