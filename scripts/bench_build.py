@@ -28,8 +28,7 @@ import typer
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
 
-from xdigiskull.build import build_dataset
-from xdigiskull.processing import BuildOptions
+from xdigiskull.build import BuildConfig, build_dataset
 
 DOSES = ("low", "normal", "exposure")
 
@@ -190,9 +189,7 @@ def main(
             cpu_before = _cpu_seconds()
             with PeakMemory() as memory:
                 started = time.perf_counter()
-                summary = build_dataset(
-                    raw, out, options=BuildOptions(), num_proc=num_proc, progress=False, report=scratch / f"report-{count}.json"
-                )
+                summary = build_dataset(BuildConfig(raw_dir=raw, out=out, num_proc=num_proc, report=scratch / f"report-{count}.json"), progress=False)
                 seconds = time.perf_counter() - started
             cpu_after = _cpu_seconds()
             main_ms, workers_ms = (1000 * (a - b) / max(1, summary.frames_written) for a, b in zip(cpu_after, cpu_before))

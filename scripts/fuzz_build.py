@@ -48,8 +48,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from xdigiskull.build import BuildError, build_dataset
-from xdigiskull.processing import BuildOptions
+from xdigiskull.build import BuildConfig, BuildError, build_dataset
 
 REAL_SEEDS = (
     "CT_small.dcm",
@@ -291,7 +290,7 @@ def fuzz(n: int, workdir: Path, seed: int = 0, num_proc: int = 2, size: int = 64
     crashed = ""
     started = time.perf_counter()
     try:
-        build_dataset(raw, out, options=BuildOptions(size=size, allow_upscale=True), num_proc=num_proc, report=report_path, progress=False)
+        build_dataset(BuildConfig(raw_dir=raw, out=out, size=size, allow_upscale=True, num_proc=num_proc, report=report_path), progress=False)
     except BuildError as error:  # "no frame could be used" is an answer, not a crash
         if "could be used" not in str(error) and "no labelled" not in str(error):
             crashed = f"BuildError: {error}"
