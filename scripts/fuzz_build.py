@@ -195,6 +195,8 @@ def _encode(ds: Dataset, enforce_file_format: bool = False) -> bytes:
 def _flip_bits(data: bytes, rng: np.random.Generator, head: int | None = None) -> bytes:
     out = bytearray(data)
     span = min(len(out), head or len(out))
+    if span == 0:  # an earlier truncation left nothing to flip
+        return data
     for _ in range(int(rng.integers(1, 65))):
         position = int(rng.integers(0, span))
         out[position] ^= 1 << int(rng.integers(0, 8))
@@ -239,7 +241,7 @@ def mutate_dicom(seed: bytes, rng: np.random.Generator) -> bytes:
         elif kind == "flip-header":
             data = _flip_bits(data, rng, head=1024)
         elif kind == "truncate":
-            data = data[: int(rng.integers(0, len(data)))]
+            data = data[: int(rng.integers(0, max(1, len(data))))]
     return data
 
 

@@ -21,7 +21,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -178,7 +178,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
         )
         if written.frames == 0:
             raise BuildError(f"no frame of {len(ordered)} labelled file(s) could be used (see {report_path})")
-        fingerprint = finish_dataset(dataset_dir, written, _provenance(options, labeler, fractions, config.seed, ordered, written))
+        fingerprint = finish_dataset(dataset_dir, written, _provenance(options, labeler, fractions, config.seed, written))
         _replace_folder(dataset_dir, out_resolved)  # swap in atomically
         shutil.rmtree(partial)
     except KeyboardInterrupt:  # the journal stays for --resume
@@ -192,7 +192,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     finally:
         if pool is not None:
             pool.shutdown()
-    groups = len({t.label.group or f"file:{t.relative}" for t in ordered})
+    groups = sum(len(g) for g in written.groups.values())
     summary = summarise(
         Path(config.out), report_path, written.counts, entries, fingerprint, empty_split_warnings(written.counts, fractions, groups)
     )
@@ -287,6 +287,7 @@ class WrittenRows:
         digests: content digests of every file read (the input fingerprint's material).
         grid: {class name: PNG bytes of the card's sample images}.
         duplicates: frames left out as copies of a written one (see `xdigiskull.duplicates`).
+        groups: {split: pose groups with at least one row written}.
     """
 
     counts: dict[str, dict[str, int]]
@@ -295,6 +296,7 @@ class WrittenRows:
     digests: list[str]
     grid: dict[str, list[bytes]]
     duplicates: int = 0
+    groups: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -331,12 +333,15 @@ def write_outcomes(
     cells: dict[str, dict[str, bytes]] = {name: {} for name in CLASS_NAMES}
     digests: list[str] = []
     duplicates = DuplicateFilter()
+    groups: dict[str, set[str]] = {s: set() for s in SPLITS}
     bar = tqdm(desc="Building X-DigiSkull", unit="file", disable=not progress)
     for task, outcome in outcomes:
         bar.update(1)
         if outcome.digest:
             digests.append(outcome.digest)
         duplicates.check(task.relative, outcome)
+        if any(f.row is not None for f in outcome.frames):
+            groups[task.split].add(task.label.group or f"file:{task.relative}")
         for row in (f.row for f in outcome.frames if f.row is not None):
             writers[task.split].add(row)
             counts[task.split][task.label.class_name] += 1
@@ -351,7 +356,7 @@ def write_outcomes(
     bar.close()
     shards = {s: writers[s].close() for s in SPLITS}
     grid = {name: [cell[k] for k in (grid_pairs or sorted(cell)) if k in cell] for name, cell in cells.items()}
-    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid, duplicates.dropped)
+    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid, duplicates.dropped, groups)
 
 
 def grid_pairs(tasks: list[FileTask]) -> list[str]:
@@ -399,9 +404,8 @@ def finish_dataset(folder: Path, written: WrittenRows, provenance: dict) -> str:
 
 
 def _provenance(
-    options: BuildOptions, labeler: Labeler, fractions: tuple[float, float, float], seed: int, tasks: list[FileTask], written: WrittenRows
+    options: BuildOptions, labeler: Labeler, fractions: tuple[float, float, float], seed: int, written: WrittenRows
 ) -> dict:
-    groups = {split: {t.label.group or f"file:{t.relative}" for t in tasks if t.split == split} for split in SPLITS}
     return {
         "frames": options.frames,
         "bit_depth": options.bit_depth,
@@ -411,7 +415,7 @@ def _provenance(
         "labels": labeler.mode,
         "split": ",".join(f"{f:g}" for f in fractions),
         "seed": seed,
-        "pose_groups_per_split": "/".join(str(len(groups[split])) for split in SPLITS),
+        "pose_groups_per_split": "/".join(str(len(written.groups[split])) for split in SPLITS),
         "duplicates_dropped": written.duplicates,
         "source_id_salt": "default" if options.salt == DEFAULT_SALT else "site secret",
     }

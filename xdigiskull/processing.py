@@ -188,8 +188,9 @@ def _instance_uid(ds: Dataset | None) -> str:
 
 def blank_fraction(image: np.ndarray) -> float:
     """The largest fraction of a [0, 1] frame's 8-bit display pixels that lies within `BLANK_GREY_LEVELS`
-    grey levels of one another (on a 1-in-16 subsample: blank frames are blank everywhere)."""
-    sample = cv2.convertScaleAbs(np.ascontiguousarray(image[::4, ::4]), alpha=255.0)
+    grey levels of one another (on a subsample of about 256 x 256: blank frames are blank everywhere)."""
+    step = max(1, min(image.shape[:2]) // 256)
+    sample = cv2.convertScaleAbs(np.ascontiguousarray(image[::step, ::step]), alpha=255.0)
     histogram = np.bincount(sample.ravel(), minlength=256)
     in_window = np.convolve(histogram, np.ones(BLANK_GREY_LEVELS + 1, np.int64), mode="valid")  # levels v..v+3
     return float(in_window.max()) / sample.size
@@ -212,7 +213,8 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
     options, label, ds = context.options, context.task.label, context.dataset
     prepared = prepare_frame(frame, ds, options.size, options.allow_upscale)
     image = prepared.image
-    fraction = blank_fraction(image)
+    crop = prepared.crop  # the field at the source's resolution: a resize would blur a white page's specks into grey
+    fraction = blank_fraction(frame[crop.top : crop.top + crop.side, crop.left : crop.left + crop.side])
     if fraction >= BLANK_FRACTION:
         return FrameOutcome(
             index, "skipped", "blank", f"{fraction:.1%} of the pixels lie within {BLANK_GREY_LEVELS} grey levels: no image to learn from"

@@ -335,6 +335,9 @@ READ_KEYWORDS: tuple[str, ...] = (
     "PhotometricInterpretation", "VOILUTFunction", "BurnedInAnnotation", "ShutterShape", "ModalityLUTSequence",
     "VOILUTSequence", "KVP", "XRayTubeCurrentInmA", "XRayTubeCurrent", "ExposureTimeInms", "ExposureTime",
     "ImagerPixelSpacing", "PixelSpacing", "FrameTime", "PositionerPrimaryAngle", "PositionerSecondaryAngle",
+    "WindowCenter", "WindowWidth", "PlanarConfiguration", "SOPInstanceUID",
+    *(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue", "Alpha") for part in ("Descriptor", "Data")),
+    *(f"Segmented{c}PaletteColorLookupTableData" for c in ("Red", "Green", "Blue", "Alpha")),
 )
 COLOUR_PHOTOMETRICS: tuple[str, ...] = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT")
 
@@ -349,7 +352,7 @@ def check_header(ds: Dataset) -> PixelGeometry:
         try:
             ds.get(_tag(keyword))  # pydicom converts a value on first access: an unknown VR or bad bytes raise here
         except Exception as error:
-            raise SourceError("invalid-attribute", f"{keyword} cannot be read: {describe(error)}") from None
+            raise SourceError("invalid-attribute", f"{keyword} {_tag(keyword)} cannot be read: {describe(error)}") from None
     bits_allocated = whole_attribute(ds, "BitsAllocated", None, 1, 64)
     if bits_allocated not in (1, 8, 16, 32, 64):
         raise SourceError("invalid-attribute", f"BitsAllocated {bits_allocated} is not 1, 8, 16, 32 or 64")
