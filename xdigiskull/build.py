@@ -28,6 +28,11 @@ import typer
 from rich.markup import escape
 from tqdm.auto import tqdm
 
+try:
+    import fcntl  # a build's work folder is locked, so two builds into one --out cannot mix their work
+except ImportError:  # Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
 from xdigiskull.build_config import BuildConfig
 from xdigiskull.card import CardInputs, make_sample_grid, write_card
 from xdigiskull.classes import CLASS_NAMES, SPLITS
@@ -157,6 +162,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     pool = WorkerPool(workers, worker_init, config.plugin_modules()) if workers > 1 else None
     partial = out_resolved.parent / f".{out_resolved.name}.partial"
     dataset_dir = partial / "dataset"
+    lock = _lock_work_folder(partial, Path(config.out))
     try:
         labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
         _check_strict(config.strict, entries)
@@ -190,6 +196,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
         write_report(report_path, entries, None, labeler.mode)
         raise
     finally:
+        lock.close()
         if pool is not None:
             pool.shutdown()
     groups = sum(len(g) for g in written.groups.values())
@@ -198,6 +205,23 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     )
     write_report(report_path, entries, summary, labeler.mode)
     return summary
+
+
+def _lock_work_folder(partial: Path, out: Path):
+    """Create the work folder and hold its lock (released when the returned file is closed).
+
+    Raises:
+        BuildError: another build holds it.
+    """
+    partial.mkdir(parents=True, exist_ok=True)
+    handle = open(partial / "lock", "w")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise BuildError(f"another build is writing --out {out} (its work folder {partial} is locked)") from None
+    return handle
 
 
 def _plan_settings(config: BuildConfig, labels_mode: str) -> dict:

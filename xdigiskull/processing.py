@@ -328,7 +328,7 @@ def keep_freed_memory(threshold: int = 32 << 20) -> bool:
     (tens of MB) until it exits.
 
     The setting is process-wide: the builder applies it in its worker processes and in the
-    ``xdigiskull build`` command; call it yourself before an in-process ``build_dataset(num_proc=1)``.
+    ``xdigiskull build`` command; call it yourself before an in-process ``build_dataset(BuildConfig(..., num_proc=1))``.
 
     Returns:
         Whether the settings took (False where the C library is not glibc).

@@ -272,3 +272,17 @@ def test_an_empty_split_is_named_with_what_to_do(raw_export, tmp_path, monkeypat
     assert empty and len(summary["warnings"]) == len(empty)
     for split in empty:
         assert f"warning: split '{split}' is empty" in result.output and "--split" in result.output
+
+
+def test_two_builds_into_one_folder_do_not_mix(raw_export, tmp_path):
+    import fcntl
+
+    from xdigiskull.build import BuildError
+
+    work = tmp_path / ".out.partial"
+    work.mkdir()
+    with open(work / "lock", "w") as held:  # another build's lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BuildError, match="another build is writing"):
+            build_dataset(BuildConfig(raw_dir=raw_export, out=tmp_path / "out", size=SIZE, num_proc=1), progress=False)
+    assert work.is_dir() and not (tmp_path / "out").exists()
