@@ -251,29 +251,35 @@ def main(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def compare_commits(raw: Path, scratch: Path, commit: str, num_proc: int, rounds: int = 2) -> None:
+def compare_commits(raw: Path, scratch: Path, commit: str, num_proc: int, rounds: int = 3) -> None:
     """Build `raw` with `xdigiskull build` from a checkout of `commit` and from this checkout, alternately, and
-    print the wall times (each a fresh process: imports and pool start-up included, as a user sees them)."""
+    print the wall times (each a fresh process: imports and pool start-up included, as a user sees them) and
+    the CPU times of the build and its workers (less disturbed than wall time when other jobs share the cores)."""
     root = Path(__file__).resolve().parent.parent
     other = scratch / "other-checkout"
     subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(other), commit], check=True, capture_output=True)
-    times: dict[str, list[float]] = {commit: [], "this checkout": []}
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in (commit, "this checkout")}
     try:
         for _ in range(rounds):
             for name, source in ((commit, other), ("this checkout", root)):
                 out = scratch / "compare-out"
                 command = [sys.executable, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(out), "--num-proc", str(num_proc)]
                 env = {**os.environ, "PYTHONPATH": str(source)}
-                started = time.perf_counter()
+                cpu_before, started = sum(_cpu_seconds()), time.perf_counter()
                 subprocess.run(command, env=env, check=True, capture_output=True)
-                times[name].append(time.perf_counter() - started)
+                times[name]["wall"].append(time.perf_counter() - started)
+                times[name]["cpu"].append(sum(_cpu_seconds()) - cpu_before)  # the build and its workers (reaped)
                 shutil.rmtree(out)
     finally:
         subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(other)], check=False)
-    for name, values in times.items():
-        print(f"{name}: " + ", ".join(f"{v:.1f} s" for v in values) + f" (median {statistics.median(values):.1f} s)")
-    ratio = statistics.median(times["this checkout"]) / statistics.median(times[commit])
-    print(f"this checkout / {commit}: {ratio:.3f} of the time (goal: within 5 %)")
+    for name, figures in times.items():
+        print(
+            f"{name}: wall " + ", ".join(f"{v:.1f}" for v in figures["wall"]) + f" s (median {statistics.median(figures['wall']):.1f}); "
+            "CPU " + ", ".join(f"{v:.1f}" for v in figures["cpu"]) + f" s (median {statistics.median(figures['cpu']):.1f})"
+        )
+    for kind in ("wall", "cpu"):
+        ratio = statistics.median(times["this checkout"][kind]) / statistics.median(times[commit][kind])
+        print(f"this checkout / {commit}, {kind} time: {ratio:.3f} (goal: within 5 %)")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     summary = summarise(
         Path(config.out), report_path, written.counts, entries, fingerprint, empty_split_warnings(written.counts, fractions, groups)
     )
+    summary.resumed_files = min(len(ordered), journal.resumed_chunks * FILES_PER_TASK)  # only the last chunk is short
     write_report(report_path, entries, summary, labeler.mode)
     return summary
 
@@ -439,7 +440,7 @@ def _provenance(
         "labels": labeler.mode,
         "split": ",".join(f"{f:g}" for f in fractions),
         "seed": seed,
-        "pose_groups_per_split": "/".join(str(len(written.groups[split])) for split in SPLITS),
+        "poses per split (train/validation/test)": "/".join(str(len(written.groups[split])) for split in SPLITS),
         "duplicates_dropped": written.duplicates,
         "source_id_salt": "default" if options.salt == DEFAULT_SALT else "site secret",
     }
@@ -547,6 +548,10 @@ def run_build(config: BuildConfig) -> None:
         + f". Report: {summary.report_path}",
         markup=False,
     )
+    if config.resume:
+        resumed = summary.resumed_files
+        nothing = "--resume: no half-build of these inputs and settings was found; built from the start"
+        console.print(f"resumed {resumed} file(s) from the killed build" if resumed else nothing)
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 

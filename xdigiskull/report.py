@@ -69,6 +69,7 @@ class BuildSummary:
         skip_reasons: {reason code: frames or files skipped for it}.
         fingerprint: input fingerprint recorded in the card.
         warnings: what the user should know about the dataset (an empty split).
+        resumed_files: files taken from a killed build's journal (``--resume``) instead of read again.
     """
 
     out: Path
@@ -81,6 +82,7 @@ class BuildSummary:
     skip_reasons: dict[str, int]
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
+    resumed_files: int = 0
 
 
 def summarise(

@@ -96,24 +96,30 @@ class WorkerPool:
         window = 4 * self.num_proc
         next_chunk = 0
         while next_chunk < len(chunks) or in_flight:
-            while next_chunk < len(chunks) and len(in_flight) < window:
-                in_flight.append((chunks[next_chunk], self._executor.submit(function, chunks[next_chunk])))
-                next_chunk += 1
-            chunk, future = in_flight.popleft()
             try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield from self._recover(chunk, in_flight, function, died)
+                while next_chunk < len(chunks) and len(in_flight) < window:
+                    in_flight.append((chunks[next_chunk], self._executor.submit(function, chunks[next_chunk])))
+                    next_chunk += 1
+                result = in_flight[0][1].result()
+            except BrokenProcessPool:  # a worker died: seen by the chunk waited for, or by a submission
+                yield from self._recover(list(in_flight), function, died)
                 in_flight.clear()
+                continue
+            in_flight.popleft()
+            yield result
 
-    def _recover(self, first: list, in_flight: deque, function: Callable, died: Callable) -> Iterator[list]:
-        """After a death: keep what finished, rerun what was lost one item at a time, then renew the pool."""
+    def _recover(self, in_flight: list, function: Callable, died: Callable) -> Iterator[list]:
+        """After a death: keep what finished, rerun what was lost one item at a time, then renew the pool.
+
+        Args:
+            in_flight: (chunk, future) of every chunk submitted and not yet yielded, in order.
+        """
         self.deaths += 1
         self._executor.shutdown(wait=True, cancel_futures=True)
         lone = self._new_executor(1)
         try:
-            for chunk, future in [(first, None), *in_flight]:
-                if future is not None and not future.cancelled() and future.exception() is None:
+            for chunk, future in in_flight:
+                if not future.cancelled() and future.exception() is None:
                     yield future.result()
                     continue
                 results = []

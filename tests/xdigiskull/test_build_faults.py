@@ -173,7 +173,8 @@ def test_resume_continues_a_killed_build_and_only_when_asked(multi_frame_raw, mu
     shutil.copytree(partial, kept)
 
     config = BuildConfig(raw_dir=multi_frame_raw, out=out, size=SIZE, frames="all", num_proc=1, resume=True)
-    build_dataset(config, progress=False)
+    summary = build_dataset(config, progress=False)
+    assert summary.resumed_files == 8 * done  # files of the journalled chunks, not read again
     assert _folder_bytes(out) == _folder_bytes(multi_frame_reference) and not partial.exists()
 
     # a journalled chunk is taken as it is: alter one, and only a resumed build shows it
@@ -184,7 +185,7 @@ def test_resume_continues_a_killed_build_and_only_when_asked(multi_frame_raw, mu
     outcomes[0].frames, outcomes[0].reason, outcomes[0].message = [], "corrupt-image", "altered in the journal"
     chunk.write_bytes(pickle.dumps(outcomes))
     fresh = build_dataset(replace(config, resume=False), progress=False)
-    assert _folder_bytes(out) == _folder_bytes(multi_frame_reference) and fresh.skip_reasons == {}
+    assert _folder_bytes(out) == _folder_bytes(multi_frame_reference) and fresh.skip_reasons == {} and fresh.resumed_files == 0
     shutil.copytree(kept, partial)
     chunk.write_bytes(pickle.dumps(outcomes))
     resumed = build_dataset(config, progress=False)
