@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -478,15 +479,56 @@ def process_chunks(
     """
     chunks = _chunks(ordered, FILES_PER_TASK)
     finished = {i for i in range(len(chunks)) if journal.has(i)} if journal.resumed_chunks else set()
-    todo = [chunk for i, chunk in enumerate(chunks) if i not in finished]
+    todo = [i for i in range(len(chunks)) if i not in finished]
     work = functools.partial(process_files, options=options)
-    results = pool.run(todo, work, worker_died) if pool is not None else map(work, todo)
+    results = pool.run([chunks[i] for i in todo], work, worker_died) if pool is not None else map(work, (chunks[i] for i in todo))
+    # resuming with workers: they run on while this process reads the journalled chunks back
+    feeder = _JournalFeeder(results, todo, journal) if pool is not None and finished and todo else None
     for index, chunk in enumerate(chunks):
-        outcomes = journal.load(index) if index in finished else None  # read one chunk at a time: memory stays flat
+        if feeder is not None and index not in finished:
+            feeder.wait_for(index)
+        outcomes = journal.load(index) if index in finished or feeder is not None else None  # one chunk at a time
         if outcomes is None:
-            outcomes = next(results) if index not in finished else work(chunk)  # (a damaged chunk is done again)
+            outcomes = work(chunk) if index in finished or feeder is not None else next(results)  # (a damaged chunk is done again)
             journal.save(index, outcomes)
         yield from zip(chunk, outcomes)
+
+
+class _JournalFeeder(threading.Thread):
+    """Takes a resumed build's new chunks from the pool in the background and journals each as it comes.
+
+    Args:
+        results: the pool's results, chunk by chunk (see `WorkerPool.run`).
+        indices: the chunk index of each result.
+        journal: where each result is saved.
+    """
+
+    def __init__(self, results: Iterator[list[FileOutcome]], indices: list[int], journal: BuildJournal):
+        super().__init__(daemon=True, name="xdigiskull-journal-feeder")
+        self._results, self._indices, self._journal = results, indices, journal
+        self._saved: set[int] = set()
+        self._error: BaseException | None = None
+        self._condition = threading.Condition()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for index, outcomes in zip(self._indices, self._results):
+                self._journal.save(index, outcomes)
+                with self._condition:
+                    self._saved.add(index)
+                    self._condition.notify_all()
+        except BaseException as error:  # handed to the build's thread by `wait_for`
+            with self._condition:
+                self._error = error
+                self._condition.notify_all()
+
+    def wait_for(self, index: int) -> None:
+        """Return once chunk `index` is journalled (raises what stopped the feeder, if it stopped)."""
+        with self._condition:
+            self._condition.wait_for(lambda: index in self._saved or self._error is not None)
+        if index not in self._saved:
+            raise BuildError(f"processing stopped: {self._error!r}") from self._error
 
 
 def worker_died(task: FileTask, how: str) -> FileOutcome:

@@ -172,7 +172,7 @@ def test_resume_continues_a_killed_build_and_only_when_asked(multi_frame_raw, mu
     kept = tmp_path / "kept"
     shutil.copytree(partial, kept)
 
-    config = BuildConfig(raw_dir=multi_frame_raw, out=out, size=SIZE, frames="all", num_proc=1, resume=True)
+    config = BuildConfig(raw_dir=multi_frame_raw, out=out, size=SIZE, frames="all", num_proc=2, resume=True)  # workers run while the journal is read
     summary = build_dataset(config, progress=False)
     assert summary.resumed_files == 8 * done  # files of the journalled chunks, not read again
     assert _folder_bytes(out) == _folder_bytes(multi_frame_reference) and not partial.exists()
