@@ -258,3 +258,15 @@ def test_large_splits_roll_over_to_several_shards_and_empty_splits_are_left_out(
     assert "validation" not in (out / "README.md").read_text().split("---")[1]  # no empty split in the YAML
     ds = _load(out, tmp_path)
     assert list(ds) == ["train"] and len(ds["train"]) == 20
+
+
+def test_the_build_command_is_generated_from_build_config():
+    import dataclasses
+    import os
+
+    result = CliRunner().invoke(app, ["build", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "RAW_DIR" in result.output
+    for spec in dataclasses.fields(BuildConfig):
+        if spec.name != "raw_dir":
+            assert f"--{spec.name.replace('_', '-')}" in result.output
+    assert BuildConfig(raw_dir=Path(".")).num_proc == (os.cpu_count() or 1)  # one default, for the CLI and Python alike
