@@ -377,8 +377,11 @@ def write_outcomes(
                 cell[key] = row.image
         entries[task.relative] = file_entry(task, outcome)
         if strict and entries[task.relative]["status"] != "written":
-            bar.close()
-            _check_strict(strict, {task.relative: entries[task.relative]})
+            try:
+                _check_strict(strict, {task.relative: entries[task.relative]})
+            except BuildError:
+                bar.close()
+                raise
     bar.close()
     shards = {s: writers[s].close() for s in SPLITS}
     grid = {name: [cell[k] for k in (grid_pairs or sorted(cell)) if k in cell] for name, cell in cells.items()}
@@ -538,13 +541,14 @@ def worker_died(task: FileTask, how: str) -> FileOutcome:
 
 
 def _check_strict(strict: bool, entries: dict[str, dict]) -> None:
+    """Under `strict`, raise at the first skipped file or frame (a copy left out as ``duplicate-of`` is no failure)."""
     if not strict:
         return
     for relative, entry in entries.items():
         if entry.get("status") == "skipped" and "reason" in entry:
             raise BuildError(f"--strict: {relative}: {entry['message']} [{entry['reason']}]")
         for frame in entry.get("frames", []):
-            if frame["status"] == "skipped":
+            if frame["status"] == "skipped" and frame["reason"] != "duplicate-of":
                 raise BuildError(f"--strict: {relative} frame {frame['frame']}: {frame['message']} [{frame['reason']}]")
 
 

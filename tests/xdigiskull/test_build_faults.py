@@ -287,3 +287,11 @@ def test_two_builds_into_one_folder_do_not_mix(raw_export, tmp_path):
         with pytest.raises(BuildError, match="another build is writing"):
             build_dataset(BuildConfig(raw_dir=raw_export, out=tmp_path / "out", size=SIZE, num_proc=1), progress=False)
     assert work.is_dir() and not (tmp_path / "out").exists()
+
+
+def test_strict_builds_leave_copies_out_without_failing(tmp_path):
+    raw = tmp_path / "raw"
+    for name in ("a.dcm", "copy-of-a.dcm"):
+        write_dicom(raw / "real" / "low" / name, skull_like(128, 128, seed=1), SOPInstanceUID="1.2.3.4.5")
+    summary = build_dataset(BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE, num_proc=1, strict=True), progress=False)
+    assert summary.frames_written == 1 and summary.skip_reasons == {"duplicate-of": 1}
