@@ -40,7 +40,7 @@ from xdigiskull.classes import CLASS_NAMES, SPLITS
 from xdigiskull.command_line import config_command
 from xdigiskull.deid import DEFAULT_SALT
 from xdigiskull.duplicates import DuplicateFilter
-from xdigiskull.journal import BuildJournal, plan_key
+from xdigiskull.journal import BuildJournal, listing_key, load_labels, plan_key, save_labels
 from xdigiskull.labels import LabelError, LabelInfo, Labeler, make_labeler
 from xdigiskull.processing import (
     BuildOptions,
@@ -165,7 +165,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     dataset_dir = partial / "dataset"
     lock = _lock_work_folder(partial, Path(config.out))
     try:
-        labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
+        labelled = _label_or_resume(raw_dir, files, labeler, entries, pool, partial / "labels.pkl", config.resume, progress)
         _check_strict(config.strict, entries)
         if not labelled:
             raise BuildError(f"no labelled image files under {raw_dir} (see {report_path})")
@@ -207,6 +207,20 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     summary.resumed_files = min(len(ordered), journal.resumed_chunks * FILES_PER_TASK)  # only the last chunk is short
     write_report(report_path, entries, summary, labeler.mode)
     return summary
+
+
+def _label_or_resume(
+    raw_dir: Path, files: list[Path], labeler: Labeler, entries: dict[str, dict], pool, cache: Path, resume: bool, progress: bool
+) -> list[LabelledFile]:
+    """`list_and_label`, or, for a resume over the same files (paths, sizes and times) and labelling, its kept result."""
+    key = listing_key(repr(labeler), files)
+    kept = load_labels(cache, key) if resume else None
+    if kept is not None:
+        entries.update(kept[1])
+        return kept[0]
+    labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
+    save_labels(cache, key, labelled, entries)
+    return labelled
 
 
 def _lock_work_folder(partial: Path, out: Path):
@@ -461,7 +475,8 @@ def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelI
     results: list = []
     chunks = _chunks(candidates, 64)
     bar = tqdm(total=len(candidates), desc="Labelling", unit="file", disable=not progress)
-    for chunk_result in pool.map(scan_files, chunks, [labeler] * len(chunks)):
+    died = lambda item, how: SourceError("worker-died", f"the worker process died while reading this file's header ({how})")  # noqa: E731
+    for chunk_result in pool.run(chunks, functools.partial(scan_files, labeler=labeler), died):
         results += chunk_result
         bar.update(len(chunk_result))
     bar.close()

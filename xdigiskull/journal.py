@@ -80,15 +80,45 @@ class BuildJournal:
         os.replace(temporary, path)
 
 
+def _stamp(path: str | Path) -> str:
+    try:
+        info = os.stat(path)
+        return f"{info.st_size}:{info.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
 def plan_key(settings: dict, tasks: list[FileTask]) -> str:
     """SHA-256 over the build's settings (JSON-serialisable) and its tasks in order (file, split, label), with
     every file's size and modification time, so that a changed input makes another plan."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
     for task in tasks:
-        try:
-            info = os.stat(task.path)
-            stamp = f"{info.st_size}:{info.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"\n{task.relative}\0{task.split}\0{task.label!r}\0{stamp}".encode("utf-8", "surrogateescape"))
+        digest.update(f"\n{task.relative}\0{task.split}\0{task.label!r}\0{_stamp(task.path)}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def listing_key(labeler_description: str, files: list[Path]) -> str:
+    """SHA-256 over the labelling settings and every listed file's path, size and modification time."""
+    digest = hashlib.sha256(labeler_description.encode("utf-8", "surrogateescape"))
+    for path in files:
+        digest.update(f"\n{path}\0{_stamp(path)}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def save_labels(path: Path, key: str, labelled: list, entries: dict[str, dict]) -> None:
+    """Keep the labelling stage's result (labelled files, and the entries of files it left out) for a resume:
+    with the labelling rules' header reads, it costs a pass over every file."""
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        pickle.dump((key, labelled, entries), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, path)
+
+
+def load_labels(path: Path, key: str) -> tuple[list, dict[str, dict]] | None:
+    """What `save_labels` kept, when it was kept for the same `key`; else None."""
+    try:
+        with open(path, "rb") as handle:
+            stored_key, labelled, entries = pickle.load(handle)
+    except Exception:  # absent or damaged: label again
+        return None
+    return (labelled, entries) if stored_key == key else None

@@ -72,10 +72,6 @@ class WorkerPool:
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise_worker, initargs=self._init_args
         )
 
-    def map(self, function: Callable[..., Any], *iterables: Any) -> Iterator[Any]:
-        """`Executor.map` on the pool (for stages whose worker deaths are not expected: header reads)."""
-        return self._executor.map(function, *iterables)
-
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 

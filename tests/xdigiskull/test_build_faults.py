@@ -169,6 +169,7 @@ def test_resume_continues_a_killed_build_and_only_when_asked(multi_frame_raw, mu
     partial = tmp_path / ".out.partial"
     done = _journal_chunks(out)
     assert not out.exists() and 2 <= done < 4, "the build was not killed half-way"
+    assert (partial / "labels.pkl").is_file()  # the labelling pass (a header read per file) is kept too
     kept = tmp_path / "kept"
     shutil.copytree(partial, kept)
 
