@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from medshift.model_location import default_model
 from xdigiskull.image_io import IMAGE_SUFFIXES, atomic_write, is_dicom
-
-DEFAULT_MODEL = "checkpoints/medshift-xdigiskull-demo"
 
 
 def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
@@ -60,13 +59,21 @@ def check_arguments(inputs: list[Path], tau: float | None, steps: int | None, en
     return pairs
 
 
+def model_error(model: str | None, error: Exception) -> typer.BadParameter | typer.Exit:
+    """The error for a model that does not load: on --model when it was given, else on the default (printed)."""
+    if model is not None:
+        return typer.BadParameter(f"cannot load a MedShift pipeline from {model!r}: {error}", param_hint="--model")
+    typer.echo(f"error: cannot load the default model ($MEDSHIFT_MODEL, else the demo checkpoint): {error}", err=True)
+    return typer.Exit(code=1)
+
+
 def translate(
     inputs: Annotated[list[Path], typer.Argument(help="Image files (PNG, TIFF, JPEG, BMP), DICOM files or folders of them.", show_default=False)],
     target: Annotated[str, typer.Option("--target", "-t", help="Class to translate into, e.g. real_normal.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one PNG per input (16-bit for DICOM and 16-bit inputs).", show_default=False)],
     source: Annotated[Optional[str], typer.Option(help="Class of the inputs, e.g. synthetic_high; unknown by default (unguided inversion).")] = None,
     tau: Annotated[Optional[float], typer.Option(help="Inversion time in (0, 1]: higher keeps structure, lower adds realism. Default: the model's recommended tau.")] = None,
-    model: Annotated[str, typer.Option(help="Saved MedShiftPipeline folder or Hub id.")] = DEFAULT_MODEL,
+    model: Annotated[Optional[str], typer.Option(help="Saved MedShiftPipeline folder or Hub id. Default: $MEDSHIFT_MODEL, else the demo checkpoint.")] = None,
     guidance_scale: Annotated[Optional[float], typer.Option(help="Classifier-free guidance weight of the generation. Default: the model's.")] = None,
     inversion_guidance_scale: Annotated[Optional[float], typer.Option(help="Guidance weight of the inversion (1: the source class's own flow). Default: the model's.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="ODE steps over the whole [0, 1] interval (each direction uses the share (1 - tau)). Default: the model's.")] = None,
@@ -74,23 +81,26 @@ def translate(
     encode: Annotated[str, typer.Option(help="'ode' (MedShift inversion) or 'noise' (SDEdit baseline).")] = "ode",
     seed: Annotated[int, typer.Option(help="Random seed (used by --encode noise).")] = 0,
     processing_resolution: Annotated[Optional[int], typer.Option(help="Longer side at which the model works; default its training resolution (outputs are resized back to the input size).")] = None,
-    prepare: Annotated[bool, typer.Option("--prepare/--no-prepare", help="Read image files like the dataset builder (display conversion, crop to the exposed field). DICOM files always are.")] = False,
+    prepare: Annotated[bool, typer.Option("--prepare/--no-prepare", help="Read files like the dataset builder: display conversion, crop to the exposed field, 780 x 780 (raw exports). --no-prepare: take images as they are (DICOM: field crop only).")] = True,
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cpu or cuda. Default: cuda when available.")] = None,
 ) -> None:
     """Translate X-ray images into the TARGET domain with a MedShift model, keeping the anatomy."""
     import torch
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from medshift.image_processor import is_sixteen_bit_file, unit_to_pil
     from medshift.pipeline_medshift import MedShiftPipeline
+    from xdigiskull.prepare import load_prepared
 
     console = Console(stderr=True)
     pairs = check_arguments(inputs, tau, steps, encode)
 
     try:
-        pipe = MedShiftPipeline.from_pretrained(model)
-    except (OSError, ValueError, EnvironmentError) as error:
-        raise typer.BadParameter(f"cannot load a MedShift pipeline from {model!r}: {error}", param_hint="--model") from None
+        pipe = MedShiftPipeline.from_pretrained(model or default_model())
+    except (OSError, ValueError) as error:
+        raise model_error(model, error) from None
     names = list(pipe.config.class_names)
     for hint, value in (("--target", target), ("--source", source)):
         if value is not None and value not in names:
@@ -105,12 +115,8 @@ def translate(
         task = progress.add_task(f"translating to {target}", total=len(pairs))
         for path, relative in pairs:
             try:
-                if prepare and not is_dicom(path):
-                    from xdigiskull.prepare import load_prepared
-
-                    image = load_prepared(path, size=None, frames="first")[0]
-                else:
-                    image = path
+                # raw exports are read as the builder reads them: exposed field, 780 x 780 (the dataset's geometry)
+                image = load_prepared(path, frames="first")[0] if prepare else path
                 result = pipe(
                     image,
                     target=target,
@@ -123,12 +129,13 @@ def translate(
                     encode=encode,
                     generator=torch.Generator(device="cpu").manual_seed(seed),
                     processing_resolution=processing_resolution,
-                ).images[0]
+                    output_type="np",
+                ).images[0, ..., 0]
                 with atomic_write(out / relative) as temporary:  # no half-written PNG is left
-                    result.save(temporary, format="PNG")
+                    unit_to_pil(result, is_sixteen_bit_file(path)).save(temporary, format="PNG")
             except (ValueError, OSError) as error:  # report and carry on with the next file
                 failures.append(f"{path}: {error}")
-                console.print(f"[red]failed[/red] {path}: {error}")
+                console.print(f"[red]failed[/red] {escape(str(path))}: {escape(str(error))}")
             progress.advance(task)
 
     done = len(pairs) - len(failures)
