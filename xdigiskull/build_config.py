@@ -36,7 +36,7 @@ class BuildConfig:
     allow_upscale: bool = field(default=False, metadata=option("Enlarge exposed fields smaller than --size instead of skipping them.", "--allow-upscale"))
     mask_burned_in: bool = field(default=False, metadata=option("Mask corners with burned-in text instead of skipping the frame.", "--mask-burned-in"))
     resume: bool = field(default=False, metadata=option("Continue a killed build of the same inputs and settings into --out, decoding only the files it had not finished (without it, a half-build is discarded).", "--resume"))
-    report: Path | None = field(default=None, metadata=option("JSON build report path (default: <OUT>.report.json beside OUT)."))
+    report: Path | None = field(default=None, metadata=option("JSON build report path [default: <OUT>.report.json beside OUT]."))
     salt: str = field(default=DEFAULT_SALT, metadata=option("Secret salt of the source ids (or XDIGISKULL_SALT).", envvar="XDIGISKULL_SALT", show_default=False))
     decoder_plugins: str = field(default="", metadata=option("Comma-separated Python modules imported in every worker before it reads a file (e.g. to register a pydicom pixel-data decoder plugin).", show_default=False))
     max_shard_bytes: int = field(default=DEFAULT_MAX_SHARD_BYTES, metadata=option("Image bytes per parquet shard.", min=1))
