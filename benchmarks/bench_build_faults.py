@@ -9,7 +9,7 @@ Each build is a fresh `xdigiskull build` process (imports and pool start-up incl
 3. a build during which one worker process is SIGKILLed from outside at the same point: whether the dataset
    is byte-identical to the full build's, and how many files the report gives as ``worker-died``.
 
-    python scripts/bench_build_faults.py --n 2000 --num-proc 2
+    python benchmarks/bench_build_faults.py --n 2000 --num-proc 2
 
 Goals (issue 39): the resume takes <= 60 % of a full build; the worker's death costs at most its file.
 """
@@ -29,10 +29,9 @@ from pathlib import Path
 import psutil
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_build import make_raw, write_pool  # noqa: E402
+from bench_build import make_raw, write_pool  # benchmarks/ is on the path when run as a script
 
-from xdigiskull.build import FILES_PER_TASK  # noqa: E402
+from xdigiskull.build import FILES_PER_TASK
 
 
 def _command(raw: Path, out: Path, num_proc: int, *extra: str) -> list[str]:
