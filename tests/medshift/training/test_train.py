@@ -119,9 +119,10 @@ def test_resume_continues_from_the_saved_step(tiny_dataset, tiny_vae, tiny_unet_
 def test_two_processes_end_with_identical_weights(tiny_dataset, tiny_vae, tiny_unet_config_file, tmp_path):
     # torchrun plus ACCELERATE_USE_CPU is what `accelerate launch` sets up; accelerate's own CPU
     # launcher needs MPI, which this machine lacks
-    # tests/ on the worker's import path, for the shared synthetic data
-    tests = str(Path(__file__).parents[2])
-    python_path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    # tests/ on the worker's import path, for the shared synthetic data; the repository root before it, or
+    # tests/medshift/ (a namespace folder) would shadow the medshift package
+    tests = Path(__file__).parents[2]
+    python_path = os.pathsep.join(filter(None, [str(tests.parent), str(tests), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
