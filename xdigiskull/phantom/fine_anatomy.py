@@ -49,7 +49,7 @@ TEXTURE_SIGMAS_MM: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 # most blobs drawn for one octave: a sparser octave keeps its power (count x peak^2) with denser blobs
 TEXTURE_MAX_BLOBS = 400_000
 TEXTURE_FILL = 0.12  # volume filled by the blobs of one octave (in units of a blob's (2 pi)^1.5 sigma^3)
-TEXTURE_CONTRAST = 0.55  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_MM
+TEXTURE_CONTRAST = 0.75  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_MM
 TEXTURE_REFERENCE_MM = 0.8
 # exponent of the texture's power spectrum in the object (each octave's power goes as sigma^exponent); below 3 so
 # that after the detector's MTF the projected texture falls as about f^-3 over 0.2-1 cycles/mm
