@@ -28,9 +28,8 @@ import pytest
 from datasets import Image, load_dataset
 
 from medshift.pipeline_medshift import MedShiftPipeline
-from xdigiskull.build import build_dataset
+from xdigiskull.build import BuildConfig, build_dataset
 from xdigiskull.phantom.export import generate_exports
-from xdigiskull.processing import BuildOptions
 
 pytest.importorskip("olah", reason="olah (the Hub mirror server) is not installed: pip install -e '.[dev]'")
 
@@ -150,7 +149,7 @@ def local_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hub-dataset")
     raw = generate_exports(root / "raw", views=2, seed=3, detector=384, frames=1, workers=1, progress=False)
     out = root / "x-digiskull"
-    build_dataset(raw, out, options=BuildOptions(size=256), split="0.5,0.5,0", seed=0, progress=False)
+    build_dataset(BuildConfig(raw_dir=raw, out=out, size=256, split="0.5,0.5,0", seed=2), progress=False)  # seed 2: one pose in each split
     return out
 
 

@@ -13,9 +13,8 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 from typer.testing import CliRunner
 
-from xdigiskull.build import build_dataset
+from xdigiskull.build import BuildConfig, build_dataset
 from xdigiskull.cli import app
-from xdigiskull.processing import BuildOptions
 
 TOKEN = "hf_TESTTOKENthatmustneverbeprinted123"
 
@@ -29,7 +28,7 @@ def dataset_folder(tmp_path_factory) -> Path:
         for i in range(2):
             cv2.imwrite(str(raw / folder / f"{i}.png"), rng.integers(30, 220, (40, 40), dtype=np.uint8))
     out = tmp_path_factory.mktemp("hubout") / "x-digiskull"
-    build_dataset(raw, out, options=BuildOptions(size=32), progress=False)
+    build_dataset(BuildConfig(raw_dir=raw, out=out, size=32), progress=False)
     (out / ".x-digiskull.partial").write_text("leftover")  # hidden files never go up
     return out
 
