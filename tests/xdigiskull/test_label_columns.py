@@ -13,9 +13,11 @@ from PIL import Image
 
 from xdigiskull.build import BuildConfig, build_dataset
 from xdigiskull.field import Field, SquareCrop
+from xdigiskull.labels import LabelInfo
 from xdigiskull.label_columns import label_features, landmarks_to_output, mask_to_output, read_landmarks
 from xdigiskull.phantom import generate_exports
 from xdigiskull.prepare import prepare_frame
+from xdigiskull.processing import BuildOptions, FileTask, process_file
 from xdigiskull.reading import read_source
 
 SIZE = 128
@@ -118,3 +120,16 @@ def test_a_build_without_label_columns_has_none(tmp_path: Path) -> None:
 
     dataset = load_dataset(str(tmp_path / "out"), split="train")
     assert "landmarks" not in dataset.column_names and "bone_mask" not in dataset.column_names
+
+
+def test_an_unreadable_mask_or_bad_landmarks_skip_the_frame_naming_them(lateral_pose, tmp_path: Path) -> None:
+    raw, rows = lateral_pose
+    row = rows[0]
+    missing = tmp_path / "labels" / "missing_bone_mask.png"
+    for info, named in ((LabelInfo(row["class"], bone_mask=str(missing)), "missing_bone_mask.png"),
+                        (LabelInfo(row["class"], landmarks="[1, 2]"), "landmarks")):
+        task = FileTask(row["file"], str(raw / row["file"]), "train", info)
+        outcome = process_file(task, BuildOptions(size=SIZE))
+        assert [f.status for f in outcome.frames] == ["skipped"]
+        frame = outcome.frames[0]
+        assert frame.reason == "bad-label-columns" and named in frame.message and row["file"] in frame.message
