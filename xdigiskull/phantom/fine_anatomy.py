@@ -8,13 +8,20 @@ detector's own pitch, so every view, pose and class sees the same 3D object:
   vertebral bodies, the mandible and the maxilla is a zero-mean cloud whose blob sizes span octaves, each
   octave's power set so that the projected texture, through the detector's MTF, falls as about 1/f^3 over
   0.2-1 cycles/mm (the anatomical-noise exponent of radiographs; scripts/measure_phantom_texture.py);
-  mastoid and ethmoid air cells are clouds of negative bone density.
+  mastoid and ethmoid air cells are clouds of negative bone density. The vault's outer and inner tables are
+  sheets of small blobs on the vault's own surfaces (an even Fibonacci lattice, each blob weighted by its area):
+  a thin dense layer at each surface, the same mass taken from the diploe's middle, so the tables are crisp
+  cortical shells over the voxel head's soft 1.5 mm vault.
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
   the vault (midpoint displacement, each excursion bounded by its segment so the course interlocks without
   tangling: a trace dimension near 1.5 at 1-20 mm) through the whole thickness of the bone; middle meningeal
-  grooves on the inner table; the mandibular canals.
+  grooves on the inner table; the mandibular canals; the orbital rims, the petrous crests, the nasal bones and
+  the conchae.
 - ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
-  of overlapping ellipsoids) and the anterior clinoid processes.
+  of overlapping ellipsoids), the anterior clinoid processes, the nasal septum and the hard palate, and the
+  frontal, sphenoid and maxillary sinuses: thin cortical shells (an ellipsoid minus a slightly smaller one)
+  around cavities enlarged by a seeded factor per head beyond the voxel head's (sinus size varies more between
+  people than any other part of the skull).
 
 Each primitive has a material (index into `anatomy.MATERIALS`) and a signed density (g/cm^3) that is added to
 the voxel head's densities. Coordinates are isocenter coordinates (mm), like the voxel head's.
