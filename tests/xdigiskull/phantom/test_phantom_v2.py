@@ -18,7 +18,7 @@ from xdigiskull.cli import app
 from xdigiskull.phantom import generate_exports
 from xdigiskull.phantom.anatomy import draw_proportions, make_head
 from xdigiskull.phantom.export import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2
-from xdigiskull.phantom.fine_anatomy import LANDMARKS, make_fine_anatomy
+from xdigiskull.phantom.fine_anatomy import LANDMARKS, TABLE_LAYERS, make_fine_anatomy
 from xdigiskull.phantom.fine_projector import project_fine, project_points
 from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, cone_beam
 from xdigiskull.phantom.physics_v2 import detector_transfer, predicted_mtf, predicted_mtf50
@@ -167,7 +167,8 @@ def _vault_only(fine, kind: str):
     from dataclasses import replace
 
     if kind == "tables":
-        return replace(fine, blobs=[b for b in fine.blobs if b.sigma_mm == 0.3], tubes=[], ellipsoids=None)
+        widths = {sigma for _, _, sigma in TABLE_LAYERS}  # the tables' and the diploe's layers (no texture)
+        return replace(fine, blobs=[b for b in fine.blobs if b.sigma_mm in widths], tubes=[], ellipsoids=None)
     return replace(fine, blobs=[], tubes=[])
 
 
