@@ -182,6 +182,7 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
             max_shard_bytes=config.max_shard_bytes,
             strict=config.strict,
             progress=progress,
+            label_columns=labeler.has_label_columns,
         )
         if written.frames == 0:
             raise BuildError(f"no frame of {len(ordered)} labelled file(s) could be used (see {report_path})")
@@ -328,6 +329,7 @@ class WrittenRows:
         grid: {class name: PNG bytes of the card's sample images}.
         duplicates: frames left out as copies of a written one (see `xdigiskull.duplicates`).
         groups: {split: pose groups with at least one row written}.
+        label_columns: whether the shards have the ``landmarks`` and ``bone_mask`` columns.
     """
 
     counts: dict[str, dict[str, int]]
@@ -337,6 +339,7 @@ class WrittenRows:
     grid: dict[str, list[bytes]]
     duplicates: int = 0
     groups: dict[str, set[str]] = field(default_factory=dict)
+    label_columns: bool = False
 
     @property
     def frames(self) -> int:
@@ -352,6 +355,7 @@ def write_outcomes(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     strict: bool = False,
     progress: bool = False,
+    label_columns: bool = False,
 ) -> WrittenRows:
     """Stage 4: stream the rows of processed files into parquet shards under `folder`, leaving out copies of
     images already written (``duplicate-of``), and record every file in `entries`; with `strict`, stop at the
@@ -366,9 +370,10 @@ def write_outcomes(
         max_shard_bytes: image bytes per parquet shard.
         strict: raise `BuildError` at the first file or frame that is skipped.
         progress: show a progress bar.
+        label_columns: give the dataset the ``landmarks`` and ``bone_mask`` columns (the manifest has them).
     """
     grid_pairs = grid_pairs or []
-    writers = {s: SplitWriter(folder, s, max_shard_bytes) for s in SPLITS}
+    writers = {s: SplitWriter(folder, s, max_shard_bytes, label_columns) for s in SPLITS}
     counts = {s: dict.fromkeys(CLASS_NAMES, 0) for s in SPLITS}
     cells: dict[str, dict[str, bytes]] = {name: {} for name in CLASS_NAMES}
     digests: list[str] = []
@@ -399,7 +404,9 @@ def write_outcomes(
     bar.close()
     shards = {s: writers[s].close() for s in SPLITS}
     grid = {name: [cell[k] for k in (grid_pairs or sorted(cell)) if k in cell] for name, cell in cells.items()}
-    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid, duplicates.dropped, groups)
+    return WrittenRows(
+        counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid, duplicates.dropped, groups, label_columns
+    )
 
 
 def grid_pairs(tasks: list[FileTask]) -> list[str]:
@@ -441,6 +448,7 @@ def finish_dataset(folder: Path, written: WrittenRows, provenance: dict) -> str:
             options=provenance,
             fingerprint=fingerprint,
             num_input_files=len(written.digests),
+            label_columns=written.label_columns,
         ),
     )
     return fingerprint

@@ -44,6 +44,7 @@ class CardInputs:
         options: build options for the provenance table.
         fingerprint: input fingerprint.
         num_input_files: number of input files read.
+        label_columns: whether the dataset has the ``landmarks`` and ``bone_mask`` columns.
     """
 
     counts: dict[str, dict[str, int]]
@@ -52,6 +53,7 @@ class CardInputs:
     options: dict[str, object]
     fingerprint: str
     num_input_files: int
+    label_columns: bool = False
 
 
 def features_yaml(features: datasets.Features) -> list[dict]:
@@ -63,6 +65,9 @@ def features_yaml(features: datasets.Features) -> list[dict]:
             dtype: object = {"class_label": {"names": {str(i): n for i, n in enumerate(feature.names)}}}
         elif isinstance(feature, datasets.Image):
             dtype = "image"
+        elif isinstance(feature, dict):  # a sequence of records (the landmarks): one list per field
+            entries.append({"name": name, "sequence": [{"name": k, "dtype": f.feature.dtype} for k, f in feature.items()]})
+            continue
         else:
             dtype = feature.dtype
         entries.append({"name": name, "dtype": dtype})
@@ -94,7 +99,7 @@ def card_yaml(inputs: CardInputs) -> str:
             }
         ],
         "dataset_info": {
-            "features": features_yaml(dataset_features()),
+            "features": features_yaml(dataset_features(inputs.label_columns)),
             "splits": [
                 {"name": split, "num_bytes": inputs.num_bytes[split], "num_examples": sum(inputs.counts[split].values())}
                 for split in splits

@@ -9,10 +9,9 @@ the pixel frame of the export's exposed field (the ground truth's frame):
 
 The builder crops each frame to a square of its exposed field and resizes it (`xdigiskull.prepare`); the
 functions here put the labels through the same crop and resize, so that they land on the output image:
-`landmarks_to_output` and `mask_to_output`. `FEATURES` are their `datasets` column types.
-
-This module is self-contained so that the builder can call it from one place (when a manifest row has the
-columns) without changing how it reads, crops or labels images.
+`landmarks_to_output` and `mask_to_output` (`label_row_columns` does both for one frame, as the builder's
+workers call it). `label_features` are their `datasets` column types. A dataset has these columns only when
+its manifest gives some file labels, so builds without labels stay as they were, byte for byte.
 """
 
 from __future__ import annotations
@@ -21,17 +20,34 @@ import json
 
 import cv2
 import numpy as np
-from datasets import Features, Image, Sequence, Value
 
 from xdigiskull.field import Field, SquareCrop
 
 LANDMARK_COLUMN = "landmarks"
 MASK_COLUMN = "bone_mask"
-FEATURES = Features({
-    LANDMARK_COLUMN: Sequence({"name": Value("string"), "x": Value("float32"), "y": Value("float32"),
-                               "visible": Value("bool")}),
-    MASK_COLUMN: Image(),
-})
+
+
+def label_features() -> dict:
+    """The two columns' `datasets` feature types (datasets is imported here: build workers never need it)."""
+    from datasets import Image, Sequence, Value
+
+    return {
+        LANDMARK_COLUMN: Sequence({"name": Value("string"), "x": Value("float32"), "y": Value("float32"),
+                                   "visible": Value("bool")}),
+        MASK_COLUMN: Image(),
+    }
+
+
+def read_mask(path: str) -> np.ndarray:
+    """A bone mask PNG as uint8 (any non-zero pixel is bone).
+
+    Raises:
+        ValueError: the file is missing or not an image, naming it.
+    """
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ValueError(f"bone mask {path}: missing or not an image")
+    return mask
 
 
 def read_landmarks(text: str, where: str = "manifest") -> dict[str, tuple[float, float, bool]]:
@@ -75,6 +91,27 @@ def landmarks_to_output(landmarks: dict[str, tuple[float, float, bool]], field: 
         inside = -0.5 <= ox < side - 0.5 and -0.5 <= oy < side - 0.5
         out.append({"name": name, "x": float(ox), "y": float(oy), "visible": bool(visible and inside)})
     return out
+
+
+def label_row_columns(landmarks: str, bone_mask: str, field: Field, crop: SquareCrop, size: int | None,
+                      where: str) -> dict[str, object]:
+    """The ``landmarks`` and ``bone_mask`` cells of one output image (None where the manifest gives none).
+
+    Args:
+        landmarks: the manifest's ``landmarks`` cell ("" when none).
+        bone_mask: path of the manifest's mask PNG ("" when none).
+        field, crop, size: the builder's exposed field, square crop and output side for the frame.
+        where: what to name in an error (the raw file).
+
+    Raises:
+        ValueError: malformed landmarks or an unreadable mask, naming `where` and the mask.
+    """
+    marks = landmarks_to_output(read_landmarks(landmarks, where), field, crop, size) if landmarks else None
+    try:
+        mask = mask_to_output(read_mask(bone_mask), field, crop, size) if bone_mask else None
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+    return {LANDMARK_COLUMN: marks, MASK_COLUMN: mask}
 
 
 def mask_to_output(mask: np.ndarray, field: Field, crop: SquareCrop, size: int | None) -> bytes:

@@ -55,6 +55,8 @@ class LabelInfo:
         view: view name ("" when unknown).
         primary_angle, secondary_angle: C-arm positioner angles in degrees (None when unknown).
         pair_id: id shared by all classes of one pose ("" when unknown).
+        landmarks: the manifest's ``landmarks`` cell (JSON in the exposed field's pixels; "" when none).
+        bone_mask: path of the manifest's ``bone_mask`` PNG ("" when none).
     """
 
     class_name: str
@@ -62,6 +64,8 @@ class LabelInfo:
     primary_angle: float | None = None
     secondary_angle: float | None = None
     pair_id: str = ""
+    landmarks: str = ""
+    bone_mask: str = ""
 
     @property
     def group(self) -> str:
@@ -76,6 +80,8 @@ class ManifestRow:
     primary_angle: float | None
     secondary_angle: float | None
     pair_id: str
+    landmarks: str = ""  # optional label columns (`xdigiskull.label_columns`): JSON, and a mask path
+    bone_mask: str = ""
 
 
 def _float_or_none(text: str | None) -> float | None:
@@ -115,8 +121,10 @@ def read_manifest(path: Path, require_class: bool) -> dict[str, ManifestRow]:
             except ValueError:
                 raise ValueError(f"{path}:{line}: angles must be numbers") from None
             key = PurePosixPath(row["file"].strip().replace("\\", "/")).as_posix()
+            mask = (row.get("bone_mask") or "").strip()
             rows[key] = ManifestRow(
-                name, (row.get("view") or "").strip(), primary, secondary, (row.get("pair_id") or "").strip()
+                name, (row.get("view") or "").strip(), primary, secondary, (row.get("pair_id") or "").strip(),
+                (row.get("landmarks") or "").strip(), str(path.parent / mask) if mask else "",
             )
     return rows
 
@@ -239,6 +247,11 @@ class Labeler:
     rules: list[Rule] = field(default_factory=list)
 
     @property
+    def has_label_columns(self) -> bool:
+        """Whether the manifest gives any file landmarks or a bone mask (the dataset then has those columns)."""
+        return any(row.landmarks or row.bone_mask for row in self.manifest.values())
+
+    @property
     def needs_header(self) -> bool:
         """Whether `label` needs the DICOM header (rules, or poses not in a manifest)."""
         return self.mode == "rules" or not self.manifest
@@ -271,7 +284,8 @@ class Labeler:
             class_name = class_from_path(relative_path)
         assert class_name is not None
         if row is not None:
-            return LabelInfo(class_name, row.view, row.primary_angle, row.secondary_angle, row.pair_id)
+            return LabelInfo(class_name, row.view, row.primary_angle, row.secondary_angle, row.pair_id, row.landmarks,
+                             row.bone_mask)
         primary = _as_optional_float(_attribute_value(ds, "PositionerPrimaryAngle"))
         secondary = _as_optional_float(_attribute_value(ds, "PositionerSecondaryAngle"))
         view = f"lao{primary:+.0f}_cra{secondary:+.0f}" if primary is not None and secondary is not None else ""

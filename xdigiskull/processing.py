@@ -21,6 +21,7 @@ from pydicom.filereader import read_partial
 from xdigiskull.classes import CLASS_NAMES, split_class_name
 from xdigiskull.deid import DEFAULT_SALT, detect_corner_text, has_burned_in_flag, mask_corners, source_id, technical_values
 from xdigiskull.image_io import is_dicom
+from xdigiskull.label_columns import label_row_columns
 from xdigiskull.labels import LabelError, LabelInfo, Labeler
 from xdigiskull.png import encode_grey_png
 from xdigiskull.prepare import prepare_frame
@@ -230,6 +231,13 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
         warnings_out.append(f"frame {index}: burned-in annotation masked ({where})")
     technical = dict(context.technical)
     spacing = technical.pop("pixel_spacing_mm")
+    labels = {}
+    if label.landmarks or label.bone_mask:  # optional label columns, put through the same crop and resize
+        try:
+            labels = label_row_columns(label.landmarks, label.bone_mask, prepared.field, prepared.crop, options.size,
+                                       context.task.relative)
+        except ValueError as error:
+            raise SourceError("bad-label-columns", str(error)) from None
     domain, dose = split_class_name(label.class_name)
     row = DatasetRow(
         image=encode_png(image, options.bit_depth),
@@ -245,6 +253,7 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
         # spacing of the output grid, not of the detector
         pixel_spacing_mm=None if spacing is None else spacing * prepared.crop.side / image.shape[0],
         **technical,
+        **labels,
     )
     digest = hashlib.sha256(row.image).hexdigest()[:32]  # SHA-256 has CPU instructions: 5x BLAKE2b's speed here
     return FrameOutcome(index, "written", row=row, field_source=prepared.field.source, pixel_digest=digest)

@@ -13,6 +13,7 @@ from xdigiskull.image_io import atomic_write
 # what a user can do about a skip, by reason code; reasons without an entry need nothing (or nothing can help)
 REASON_HINTS: dict[str, str] = {
     "no-label": "put the file under simulator|azurion/<dose>/, list it in the manifest, or add a labelling rule",
+    "bad-label-columns": "fix the manifest's landmarks JSON or bone_mask path for this file (or leave both empty)",
     "unreadable-header": "the labelling rules need this header: re-export the file from its source",
     "unsupported-file-type": "convert it to DICOM, PNG, TIFF, JPEG or BMP, or move it out of RAW_DIR",
     "unreadable": "check the file's permissions, and that a link points to a file",

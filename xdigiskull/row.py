@@ -22,6 +22,8 @@ class DatasetRow:
         source_id: salted hash of the source file (see `xdigiskull.deid.source_id`).
         kvp, tube_current_ma, exposure_time_ms, pixel_spacing_mm, frame_time_ms: technical values, None
             when the source does not have them (pixel spacing is that of the output grid).
+        landmarks, bone_mask: optional label columns (`xdigiskull.label_columns`), in output pixels; None
+            when the manifest gives none (a dataset has these columns only when some row does).
     """
 
     image: bytes
@@ -39,3 +41,5 @@ class DatasetRow:
     exposure_time_ms: float | None
     pixel_spacing_mm: float | None
     frame_time_ms: float | None
+    landmarks: list[dict] | None = None
+    bone_mask: bytes | None = None

@@ -26,8 +26,9 @@ ROW_GROUP_SIZE = 100
 DEFAULT_MAX_SHARD_BYTES = 500 * 1000 * 1000
 
 
-def dataset_features() -> datasets.Features:
-    """The X-DigiSkull features (column order is the order of the parquet columns)."""
+def dataset_features(label_columns: bool = False) -> datasets.Features:
+    """The X-DigiSkull features (column order is the order of the parquet columns); with `label_columns`, the
+    optional ``landmarks`` and ``bone_mask`` columns last (`xdigiskull.label_columns`)."""
     import datasets  # here, not at the top: a second of start-up that the build's worker processes do not need
     features = {
         "image": datasets.Image(),
@@ -42,7 +43,24 @@ def dataset_features() -> datasets.Features:
         "source_id": datasets.Value("string"),
     }
     features.update({name: datasets.Value("float32") for name in TECHNICAL_COLUMNS})
+    if label_columns:
+        from xdigiskull.label_columns import label_features
+
+        features.update(label_features())
     return datasets.Features(features)
+
+
+def _cell(row: DatasetRow, name: str) -> object:
+    """A row's value for one column in its arrow form: a mask is an image cell (its PNG bytes, no path), the
+    landmarks a `datasets.Sequence` of dicts, stored as a dict of lists."""
+    value = getattr(row, name)
+    if value is None:
+        return None
+    if name == "bone_mask":
+        return {"bytes": value, "path": None}
+    if name == "landmarks":
+        return {key: [mark[key] for mark in value] for key in ("name", "x", "y", "visible")}
+    return value
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -60,13 +78,14 @@ class SplitWriter:
         root: dataset folder (shards go to ``root/data``).
         split: split name.
         max_shard_bytes: start a new shard once a shard holds this many bytes.
+        label_columns: add the ``landmarks`` and ``bone_mask`` columns (see `dataset_features`).
     """
 
-    def __init__(self, root: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
+    def __init__(self, root: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, label_columns: bool = False):
         self.root = Path(root)
         self.split = split
         self.max_shard_bytes = max_shard_bytes
-        self.features = dataset_features()
+        self.features = dataset_features(label_columns)
         self.schema = self.features.arrow_schema
         self.num_rows = 0
         self.num_bytes = 0
@@ -115,7 +134,7 @@ class SplitWriter:
             fields=list(image_type),
         )
         columns = [
-            images if name == "image" else pa.array([getattr(row, name) for row in self._pending], self.schema.field(name).type)
+            images if name == "image" else pa.array([_cell(row, name) for row in self._pending], self.schema.field(name).type)
             for name in self.schema.names
         ]
         table = pa.Table.from_arrays(columns, schema=self.schema)

@@ -8,13 +8,20 @@ detector's own pitch, so every view, pose and class sees the same 3D object:
   vertebral bodies, the mandible and the maxilla is a zero-mean cloud whose blob sizes span octaves, each
   octave's power set so that the projected texture, through the detector's MTF, falls as about 1/f^3 over
   0.2-1 cycles/mm (the anatomical-noise exponent of radiographs; scripts/measure_phantom_texture.py);
-  mastoid and ethmoid air cells are clouds of negative bone density.
+  mastoid and ethmoid air cells are clouds of negative bone density. The vault's outer and inner tables are
+  sheets of small blobs on the vault's own surfaces (an even Fibonacci lattice, each blob weighted by its area):
+  a thin dense layer at each surface, the same mass taken from the diploe's middle, so the tables are crisp
+  cortical shells over the voxel head's soft 1.5 mm vault.
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
   the vault (midpoint displacement, each excursion bounded by its segment so the course interlocks without
   tangling: a trace dimension near 1.5 at 1-20 mm) through the whole thickness of the bone; middle meningeal
-  grooves on the inner table; the mandibular canals.
+  grooves on the inner table; the mandibular canals; the orbital rims, the petrous crests, the nasal bones and
+  the conchae.
 - ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
-  of overlapping ellipsoids) and the anterior clinoid processes.
+  of overlapping ellipsoids), the anterior clinoid processes, the nasal septum and the hard palate, and the
+  frontal, sphenoid and maxillary sinuses: thin cortical shells (an ellipsoid minus a slightly smaller one)
+  around cavities enlarged by a seeded factor per head beyond the voxel head's (sinus size varies more between
+  people than any other part of the skull).
 
 Each primitive has a material (index into `anatomy.MATERIALS`) and a signed density (g/cm^3) that is added to
 the voxel head's densities. Coordinates are isocenter coordinates (mm), like the voxel head's.
@@ -49,7 +56,7 @@ TEXTURE_SIGMAS_MM: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 # most blobs drawn for one octave: a sparser octave keeps its power (count x peak^2) with denser blobs
 TEXTURE_MAX_BLOBS = 400_000
 TEXTURE_FILL = 0.12  # volume filled by the blobs of one octave (in units of a blob's (2 pi)^1.5 sigma^3)
-TEXTURE_CONTRAST = 0.55  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_MM
+TEXTURE_CONTRAST = 0.75  # g/cm^3 of bone, peak of a blob of TEXTURE_REFERENCE_MM
 TEXTURE_REFERENCE_MM = 0.8
 # exponent of the texture's power spectrum in the object (each octave's power goes as sigma^exponent); below 3 so
 # that after the detector's MTF the projected texture falls as about f^-3 over 0.2-1 cycles/mm
@@ -121,6 +128,8 @@ class FineAnatomy:
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     # each suture's course on the outer surface of the vault (isocenter mm), for measuring its trace
     suture_courses: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # each sinus's enlargement over the voxel head's (a seeded factor, 1 = the voxel head's cavity)
+    sinus_sizes: dict[str, float] = field(default_factory=dict)
 
 
 def _iso(points: np.ndarray) -> np.ndarray:
@@ -149,6 +158,53 @@ def _vault_points(directions: np.ndarray, depth_fraction: np.ndarray | float, pr
     # depth = s_surface / q - r (see vault_depth_and_thickness), so the outer surface lies at r0 + depth0
     radius = r0 + depth0 - np.asarray(depth_fraction) * thickness
     return VAULT_CENTRE + directions * radius[:, None], thickness
+
+
+
+# cortical tables: the voxel vault's tables are 1.5 mm voxels (soft); the fine anatomy adds a thin dense layer at
+# each surface and takes the same mass out of the diploe's middle, so the tables are crisp and the mean is unchanged
+TABLE_SPACING_MM = 0.5  # mean distance between a layer's blobs: under 2 blob widths, so the sheet ripples < 1 %
+# (depth fraction of the bone, mm of cortical bone added (taken, if negative), Gaussian half-thickness mm): the
+# tables a thin dense layer each, the diploe's share spread over its middle
+TABLE_LAYERS: tuple[tuple[float, float, float], ...] = ((0.04, 0.35, 0.3), (0.96, 0.35, 0.3), (0.5, -0.5, 1.0))
+
+
+def _fibonacci_directions(count: int) -> np.ndarray:
+    """`count` unit vectors spread evenly over the sphere (a Fibonacci lattice: no random clumping)."""
+    k = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * k / count
+    phi = np.pi * (1.0 + 5.0**0.5) * k
+    r = np.sqrt(1.0 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _vault_tables(proportions: HeadProportions) -> list[BlobCloud]:
+    """Outer and inner tables as sheets of small blobs on the vault's own surfaces (bumps, thickness and the
+    skull base included), each blob weighted by the surface area it stands for."""
+    axes = proportions.vault_axes.astype(np.float64)
+    p = 1.6075
+    area = 4 * np.pi * (((axes[0] * axes[1]) ** p + (axes[0] * axes[2]) ** p + (axes[1] * axes[2]) ** p) / 3) ** (1 / p)
+    count = int(area / TABLE_SPACING_MM**2)
+    directions = _fibonacci_directions(count)
+    # surface area per unit solid angle of the ellipsoid along each direction: r^2 / cos(normal, direction)
+    radius = 1.0 / np.linalg.norm(directions / axes, axis=-1)
+    normal = _unit(directions * radius[:, None] / axes**2)
+    area_per_blob = (4 * np.pi / count) * radius**2 / np.abs(np.sum(normal * directions, axis=1))
+    # a point's radius is linear in its depth fraction: two evaluations of the surface fields serve every layer
+    outer, thickness = _vault_points(directions, 0.0, proportions)
+    inner, _ = _vault_points(directions, 1.0, proportions)
+    base = skull_base_level((outer[:, 0], outer[:, 1], outer[:, 2]), proportions.bumps) + 1.0
+    clouds = []
+    for fraction, surface_density, sigma in TABLE_LAYERS:
+        blob_mass = (2 * np.pi) ** 1.5 * sigma**3  # mm^3 of a unit-peak blob
+        points = outer + fraction * (inner - outer)
+        keep = points[:, 2] > base
+        # the diploe's share is spread over its thickness: thin bone has little diploe to take it from
+        scale = np.clip((thickness - 3.0) / 4.0, 0.0, 1.0) if surface_density < 0 else 1.0
+        peaks = surface_density * DENSITY["bone"] * area_per_blob * scale / blob_mass
+        clouds.append(BlobCloud(sigma, BONE, _iso(points[keep]), np.broadcast_to(peaks, count)[keep]
+                                .astype(np.float32)))
+    return clouds
 
 
 def _random_directions(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -301,6 +357,106 @@ def _sella(parts: _EllipsoidList) -> None:
         parts.add((sign * 7.0, 8.5, -21.5), (1.5, 4.5, 1.3), 0.0, (BONE, 0.8 * DENSITY["bone"]))
 
 
+
+# ------------------------------------------------------------------------------------------- face and skull base
+
+
+def _ring(centre: np.ndarray, normal: np.ndarray, radii: tuple[float, float], points: int = 48,
+          arc: tuple[float, float] = (0.0, 2 * np.pi)) -> np.ndarray:
+    """Points of an elliptic arc around `centre` in the plane normal to `normal` (first radius horizontal)."""
+    normal = _unit(normal)
+    first = _unit(np.cross([0.0, 0.0, 1.0], normal))
+    second = np.cross(normal, first)
+    angle = np.linspace(*arc, points)
+    return centre + np.outer(radii[0] * np.cos(angle), first) + np.outer(radii[1] * np.sin(angle), second)
+
+
+def _orbit_rims(face: float) -> list[TubeSet]:
+    """The orbital margins: a dense ring around each orbit's opening (thicker at the lateral and lower rims),
+    at the cone's opening of the voxel head's orbit."""
+    scale = np.array([face, face, 1.0])
+    rims, lateral = [], []
+    for sign in (-1.0, 1.0):
+        apex, opening = np.array([sign * 14.0, 22.0, -30.0]) * scale, np.array([sign * 33.0, 80.0, -30.0]) * scale
+        axis = opening - apex
+        centre = opening - 0.06 * axis
+        rims.append(_iso(_ring(centre, axis, (18.0, 17.0), 64, (0.0, 2 * np.pi))))
+        # the lateral rim (the frontal process of the zygoma) and the orbital floor's rim, the dense part
+        lateral.append(_iso(_ring(centre, axis, (18.5, 17.5), 32, (np.pi, 1.75 * np.pi) if sign < 0
+                                  else (1.25 * np.pi, 2.0 * np.pi))))
+    return [TubeSet(1.4, BONE, 0.35 * DENSITY["bone"], rims, "orbital_rims"),
+            TubeSet(1.2, BONE, 0.5 * DENSITY["bone"], lateral, "orbital_rims")]
+
+
+def _petrous_ridges() -> list[TubeSet]:
+    """The petrous crests (the superior border of each temporal bone's petrous part), dense lines from the
+    mastoid towards the clivus, and the otic capsule (the densest bone of the skull) under each."""
+    crests = []
+    for sign in (-1.0, 1.0):
+        course = np.array([[sign * 56.0, -27.0, -27.0], [sign * 40.0, -15.0, -24.5], [sign * 28.0, -6.0, -25.5],
+                           [sign * 18.0, 1.0, -27.5]])
+        crests.append(_iso(course))
+    return [TubeSet(2.0, BONE, 0.8 * DENSITY["bone"], crests, "petrous_ridges")]
+
+
+def _shell(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, wall_mm: float, density: float) -> None:
+    """A thin bony shell (a positive ellipsoid minus one `wall_mm` smaller): exact, crisp walls in projection."""
+    parts.add(centre, axes, 0.0, (BONE, density))
+    parts.add(centre, np.maximum(np.asarray(axes) - wall_mm, 0.5), 0.0, (BONE, -density))
+
+
+def _cavity(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, inner_axes: np.ndarray,
+            bone: float, soft: float = DENSITY["soft_tissue"]) -> None:
+    """Air in the ellipsoidal shell between `inner_axes` (the voxel head's cavity) and `axes`: its `soft` tissue
+    and `bone` (g/cm^3) taken out (a larger sinus than the voxel head's). The inner boundary is three nested
+    ellipsoids 0.5 mm apart, like the voxel cavity's 1.5 mm partial-volume edge, so that it leaves no ring."""
+    parts.add(centre, axes, 0.0, (SOFT, -soft), (BONE, -bone))
+    for grow in (-0.5, 0.0, 0.5):
+        parts.add(centre, np.asarray(inner_axes) + grow, 0.0, (SOFT, soft / 3), (BONE, bone / 3))
+
+
+def _sinuses(parts: _EllipsoidList, rng: np.random.Generator, proportions: HeadProportions) -> dict[str, float]:
+    """Frontal, sphenoid and maxillary sinuses with crisp cortical walls, each enlarged by a seeded factor
+    (sinus size varies more between people than any other part of the skull); returns the factors."""
+    face, width, length = proportions.face, proportions.width, proportions.length
+    sizes = {"frontal": rng.uniform(1.0, 1.35), "sphenoid": rng.uniform(1.0, 1.25), "maxillary": rng.uniform(1.0, 1.2)}
+    wall = 0.45 * DENSITY["bone"]
+    for sign in (-1.0, 1.0):
+        centre = np.array([sign * 11.0 * width, 82.0 * length, 8.0 + 3.0 * (sizes["frontal"] - 1.0)])
+        base = np.array([11.0, 6.0, 13.0])
+        axes = base * np.array([sizes["frontal"] ** 0.5, 1.0, sizes["frontal"]])
+        _cavity(parts, centre, axes, base * [1.0, 1.0, 0.7], 0.6 * DENSITY["bone"], soft=0.0)
+        _shell(parts, centre, axes + 0.8, 0.8, wall)
+        centre = np.array([sign * 24.0 * face, 55.0 * face, -60.0])
+        base = np.array([15.0, 19.0, 16.0])
+        axes = base * sizes["maxillary"]
+        _cavity(parts, centre, axes, base, 0.35 * DENSITY["bone"])
+        _shell(parts, centre, axes + 0.9, 0.9, wall)
+    centre, base = np.array([0.0, 19.0, -37.0]), np.array([13.0, 12.0, 10.0])
+    axes = base * np.array([sizes["sphenoid"], sizes["sphenoid"], sizes["sphenoid"] ** 0.5])
+    _cavity(parts, centre, axes, base, DENSITY["bone"])
+    _shell(parts, centre, axes + 0.9, 0.9, wall)
+    return sizes
+
+
+def _nasal_skeleton(parts: _EllipsoidList, face: float) -> list[TubeSet]:
+    """The nasal cavity's skeleton: the septum (a thin midline plate), the hard palate (its floor, a plate seen
+    edge-on in a lateral view, from posterior to anterior nasal spine), the nasal bones and the conchae."""
+    scale = np.array([face, face, 1.0])
+    parts.add(np.array([0.0, 57.0, -56.0]) * scale, (0.9, 24.0 * face, 17.0), 0.0, (BONE, 0.6 * DENSITY["bone"]))
+    palate = np.array([0.0, 50.0 * face + 10.0, -82.0])
+    parts.add(palate, (15.0 * face, 30.0, 2.2), 0.0, (BONE, 0.35 * DENSITY["bone"]))
+    conchae = []
+    for sign in (-1.0, 1.0):
+        for height, length in ((-72.0, 22.0), (-60.0, 18.0), (-48.0, 12.0)):
+            conchae.append(_iso(np.array([[sign * 9.0 * face, (62.0 - length) * face, height],
+                                          [sign * 8.0 * face, (62.0 + length) * face, height + 3.0]])))
+    nasal_bones = [_iso(np.array([[sign * 4.0, 84.0 * face, -33.0], [sign * 6.0, 92.0 * face, -48.0]]))
+                   for sign in (-1.0, 1.0)]
+    return [TubeSet(2.2, BONE, 0.22 * DENSITY["bone"], conchae, "conchae"),
+            TubeSet(1.3, BONE, 0.7 * DENSITY["bone"], nasal_bones, "nasal_bones")]
+
+
 def _mandible_curve(face: float) -> tuple[np.ndarray, np.ndarray]:
     """The mandibular body's arch (17, 2) and its chin drop (mm), as in the voxel head."""
     curve = dental_arch(47.0 * face, 82.0 * face, 12.0, 17)
@@ -388,8 +544,10 @@ def _tooth(parts: _EllipsoidList, centre: np.ndarray, angle: float, spacing: flo
     (md_fraction, ll, height), root_length, roots = _TOOTH_KINDS[kind]
     crown = np.array([md_fraction * spacing, ll, height])
     parts.add(centre, crown, angle, (ENAMEL, DENSITY["enamel"]), (SOFT, -DENSITY["soft_tissue"]))
-    core = np.maximum(crown - ENAMEL_MM, 0.4 * crown)
-    parts.add(centre, core, angle, (ENAMEL, -DENSITY["enamel"]), (BONE, DENTIN_DENSITY))
+    # the dentin core sits towards the root and leaves the crown at its neck, so the enamel is a cap (thickest
+    # over the cusps, thinning to the cemento-enamel junction), not a closed ring
+    core = np.maximum(crown - [0.6 * ENAMEL_MM, 0.6 * ENAMEL_MM, 0.0], 0.4 * crown)
+    parts.add(centre - [0.0, 0.0, up * ENAMEL_MM], core, angle, (ENAMEL, -DENSITY["enamel"]), (BONE, DENTIN_DENSITY))
     parts.add(centre - [0, 0, up * 0.3 * height], core * [0.4, 0.4, 0.45], angle,
               (BONE, -DENTIN_DENSITY), (SOFT, DENSITY["soft_tissue"]))
     cervical = centre - [0.0, 0.0, up * 0.75 * height]
@@ -495,6 +653,7 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     rng = np.random.default_rng([head.seed, 40])
     face = proportions.face
     fine = FineAnatomy(seed=head.seed)
+    fine.blobs += _vault_tables(proportions)
     fine.blobs += _diploe_texture(rng, proportions)
     fine.blobs += _cancellous_texture(rng, _cancellous_segments(face), 0.45)
     for sign in (-1.0, 1.0):
@@ -504,8 +663,12 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     fine.tubes += sutures
     fine.tubes += _meningeal_grooves(rng, proportions)
     fine.tubes += _mandibular_canals(face)
+    fine.tubes += _orbit_rims(face)
+    fine.tubes += _petrous_ridges()
     parts, tips = _teeth(rng, face)
     _sella(parts)
+    fine.tubes += _nasal_skeleton(parts, face)
+    fine.sinus_sizes = _sinuses(parts, np.random.default_rng([head.seed, 41]), proportions)
     fine.ellipsoids = parts.build()
     fine.landmarks = landmarks_3d(proportions, head, tips)
     return fine

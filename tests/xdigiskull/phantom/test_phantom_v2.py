@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from xdigiskull.cli import app
 from xdigiskull.phantom import generate_exports
-from xdigiskull.phantom.anatomy import make_head
+from xdigiskull.phantom.anatomy import draw_proportions, make_head
 from xdigiskull.phantom.export import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2
-from xdigiskull.phantom.fine_anatomy import LANDMARKS, make_fine_anatomy
-from xdigiskull.phantom.fine_projector import project_fine
+from xdigiskull.phantom.fine_anatomy import LANDMARKS, TABLE_LAYERS, make_fine_anatomy
+from xdigiskull.phantom.fine_projector import project_fine, project_points
 from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, cone_beam
 from xdigiskull.phantom.physics_v2 import detector_transfer, predicted_mtf, predicted_mtf50
 
@@ -160,3 +160,53 @@ def test_v2_same_seed_same_bytes_and_reruns_replace_it(tmp_path: Path) -> None:
         assert tuple(csv.DictReader(handle).fieldnames) == MANIFEST_COLUMNS
     with pytest.raises(ValueError, match="version"):
         generate_exports(tmp_path / "bad", views=1, detector=128, version=3, progress=False)
+
+
+def _vault_only(fine, kind: str):
+    """A copy of the fine anatomy with only its clouds of blobs of one width (tables) or its ellipsoids."""
+    from dataclasses import replace
+
+    if kind == "tables":
+        widths = {sigma for _, _, sigma in TABLE_LAYERS}  # the tables' and the diploe's layers (no texture)
+        return replace(fine, blobs=[b for b in fine.blobs if b.sigma_mm in widths], tubes=[], ellipsoids=None)
+    return replace(fine, blobs=[], tubes=[])
+
+
+def test_vault_tables_are_crisp_shells_on_the_vault() -> None:
+    head = make_head(5, voxels=64, teeth=False)
+    tables = _vault_only(make_fine_anatomy(head), "tables")
+    grid = 1024  # 0.39 mm, the export pitch
+    image = project_fine(tables, cone_beam(0.0, 0.0), grid, DETECTOR_SIDE_MM)[..., 2]  # AP: the sides tangential
+    row = image[grid // 2 - 60]  # through the parietal vault, above the skull base
+    left = int(np.flatnonzero(row > 0.02 * row.max())[0])
+    outer = left + int(np.flatnonzero(np.diff(row[left:left + 40]) < 0)[0])  # the first peak: the outer table
+    # the tangent rays through the outer table: it rises from 10 % to 90 % of its peak within 1.2 mm (3 pixels)
+    rise = np.flatnonzero(row[left:outer + 1] > 0.1 * row[outer])[0], np.flatnonzero(row[left:outer + 1] > 0.9 * row[outer])[0]
+    assert (rise[1] - rise[0]) * DETECTOR_SIDE_MM / grid <= 1.2
+    # then the inner table's peak, past the diploe (where the tables' mass was taken out), a dip between them
+    inner = outer + 6 + int(np.argmax(row[outer + 6:outer + 60]))
+    assert row[inner] > 0.5 * row[outer]
+    assert row[outer + 1:inner].min() < 0.5 * min(row[outer], row[inner])
+    thickness_mm = (inner - outer) * DETECTOR_SIDE_MM / grid / cone_beam(0.0, 0.0).magnification
+    assert 3.0 < thickness_mm < 12.0  # the vault's thickness, about 6 mm over the parietal bone
+
+
+def test_sinus_size_varies_by_seed_and_shows_in_projection() -> None:
+    sizes, removed = [], []
+    for seed in (0, 1, 2, 3):
+        fine = _vault_only(make_fine_anatomy(make_head(seed, voxels=64, teeth=False)), "ellipsoids")
+        beam = cone_beam(90.0, 0.0)  # lateral: the two frontal sinuses on one ray
+        bone = project_fine(fine, beam, DETECTOR, DETECTOR_SIDE_MM)[..., 2]
+        length = draw_proportions(np.random.default_rng(seed)).length
+        centre = project_points(np.array([[0.0, 82.0 * length, 8.0]]) - np.array([0.0, 5.0, -30.0]), beam,
+                                DETECTOR, DETECTOR_SIDE_MM)[0]
+        x, y = (int(round(c)) for c in centre)
+        window = 40.0 * DETECTOR / DETECTOR_SIDE_MM  # pixels of +-40 mm: both frontal sinuses and their walls
+        rows, cols = slice(int(y - window), int(y + window)), slice(int(x - window), int(x + window))
+        sizes.append(fine.sinus_sizes["frontal"])
+        removed.append(-bone[rows, cols].sum())
+        assert set(fine.sinus_sizes) == {"frontal", "sphenoid", "maxillary"}
+        assert all(1.0 <= s <= 1.45 for s in fine.sinus_sizes.values())
+    assert len(set(np.round(sizes, 3))) == 4
+    # a larger frontal sinus takes more bone out (its walls grow too, but less)
+    assert np.argsort(sizes).tolist() == np.argsort(removed).tolist()
