@@ -204,7 +204,8 @@ class MedShiftPipeline(DiffusionPipeline):
         metrics: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> str:
-        """Upload the pipeline (safetensors) and a model card to the Hugging Face Hub.
+        """Upload the pipeline (safetensors) and a model card to the Hugging Face Hub in one commit (retried with
+        backoff on 429 and 5xx answers).
 
         Args:
             repo_id: target repository, e.g. "user/medshift-xdigiskull"; created if missing.
@@ -220,23 +221,25 @@ class MedShiftPipeline(DiffusionPipeline):
         Returns:
             The URL of the commit (or pull request).
         """
-        from huggingface_hub import HfApi
-
         from medshift.model_card import make_model_card
+        from xdigiskull.hub import upload_folder_in_one_commit
 
         if kwargs.get("safe_serialization") is False:
             raise ValueError("MedShift pushes safetensors weights only")
-        api = HfApi(token=token)
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, model_card=False)
             card = model_card if model_card is not None else str(
-                make_model_card(self, dataset=dataset, metrics=metrics, repo_id=repo_url.repo_id)
+                make_model_card(self, dataset=dataset, metrics=metrics, repo_id=repo_id)
             )
             Path(tmp, "README.md").write_text(card, encoding="utf-8")
-            commit = api.upload_folder(
-                repo_id=repo_url.repo_id,
-                folder_path=tmp,
+            files = sorted(p.relative_to(tmp).as_posix() for p in Path(tmp).rglob("*") if p.is_file())
+            commit = upload_folder_in_one_commit(
+                tmp,
+                files,
+                repo_id,
+                repo_type="model",
+                token=token,
+                private=private,
                 commit_message=commit_message or "Upload MedShiftPipeline",
                 create_pr=create_pr,
             )
