@@ -33,7 +33,7 @@ from medshift.flow_matching import guided_velocity
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import GreyImage, resize, to_grey_images, unit_to_pil
+from xdigiskull.image_io import GreyImage, is_dicom, resize, to_grey_images, unit_to_pil
 
 PipelineImageInput = Union[
     PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]]
@@ -42,7 +42,7 @@ PipelineImageInput = Union[
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # from_pretrained's arguments that say where and how to fetch a Hub repo (they go to snapshot_download)
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "dicom")
 ENCODE_MODES = ("ode", "noise")
 
 
@@ -421,7 +421,9 @@ class MedShiftPipeline(DiffusionPipeline):
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset` and `coarse_noise`).
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
-                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.
+                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ. "dicom", for DICOM path inputs
+                only: derived Secondary Capture datasets (`medshift.dicom_output.derived_secondary_capture`), new UIDs
+                referencing their source, 16-bit, pixel spacing scaled, only whitelisted technical tags carried over.
             return_dict: return an `ImagePipelineOutput` (True) or a tuple `(images,)`.
             processing_resolution: longer side at which the networks work; default `config.resolution` (the
                 training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
@@ -437,6 +439,10 @@ class MedShiftPipeline(DiffusionPipeline):
         tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution = self.check_inputs(
             tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale
         )
+        if output_type == "dicom":
+            paths = image if isinstance(image, (list, tuple)) else [image]
+            if not all(isinstance(p, (str, os.PathLike)) and Path(p).is_file() and is_dicom(p) for p in paths):
+                raise ValueError('output_type="dicom" takes DICOM file paths as image (the derived objects reference them)')
         images, groups = self.read_images(image)
         target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
         outputs: dict[int, torch.Tensor] = {}
@@ -465,8 +471,22 @@ class MedShiftPipeline(DiffusionPipeline):
 
         # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
+        if output_type == "dicom":
+            result_images = self._dicom_outputs(image, [outputs[i] for i in range(len(images))], tau, target)
+            return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
         result_images = self._format_outputs([outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
         return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
+
+    def _dicom_outputs(self, image: PipelineImageInput, outputs: list[torch.Tensor], tau: float, target: Any) -> list:
+        """Derived Secondary Capture datasets (`medshift.dicom_output`) of translated DICOM path inputs."""
+        from medshift.dicom_output import derived_secondary_capture, pipeline_provenance
+
+        model_id, revision = pipeline_provenance(self)
+        targets = target if isinstance(target, (list, tuple)) else [target] * len(outputs)
+        return [
+            derived_secondary_capture(path, output[0].numpy(), model_id=model_id, model_revision=revision, tau=tau, target=str(name))
+            for path, output, name in zip(image if isinstance(image, (list, tuple)) else [image], outputs, targets)
+        ]
 
     @staticmethod
     def _format_outputs(

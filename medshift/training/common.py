@@ -34,7 +34,8 @@ def config_command(name: str, config_cls: type, run: Callable[[Any], Any], doc: 
     one source of every default and help text and every field can be set from the command line.
 
     The command builds `config_cls(**options)` and passes it to `run`; a ValueError from `run` becomes a usage
-    error. Fields typed `str | dict` (a name, a JSON file, or a dict from Python) or `str | list` (a comma-separated list, or
+    error. A field whose metadata has ``argument=True`` is a positional argument; ``param_decls`` gives an option's
+    names (e.g. ``("--target", "-t")``, ``("--prepare/--no-prepare",)``). Fields typed `str | dict` (a name, a JSON file, or a dict from Python) or `str | list` (a comma-separated list, or
     a list from Python) are plain strings on the CLI.
     """
     hints = typing.get_type_hints(config_cls)
@@ -44,7 +45,10 @@ def config_command(name: str, config_cls: type, run: Callable[[Any], Any], doc: 
         if dict in typing.get_args(kind) or list in typing.get_args(kind):
             kind = str | None if type(None) in typing.get_args(kind) else str
         default = inspect.Parameter.empty if spec.default is dataclasses.MISSING else spec.default
-        annotation = Annotated[kind, typer.Option(**spec.metadata)]
+        settings = dict(spec.metadata)
+        declarations = settings.pop("param_decls", ())
+        parameter = typer.Argument(**settings) if settings.pop("argument", False) else typer.Option(*declarations, **settings)
+        annotation = Annotated[kind, parameter]
         parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
 
     def command(**options: Any) -> None:
