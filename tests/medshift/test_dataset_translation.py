@@ -43,11 +43,11 @@ def translated(tiny_dataset, saved_tiny_pipeline, tmp_path_factory) -> Path:
     return out
 
 
-def test_translated_dataset_keeps_the_pose_and_states_its_provenance(translated, tiny_dataset, saved_tiny_pipeline):
-    source = load_dataset(str(tiny_dataset), split="train").cast_column("image", Image(decode=False))
+def test_translated_dataset_keeps_the_pose_and_states_its_provenance(translated, tiny_dataset, saved_tiny_pipeline, tmp_path):
+    source = load_dataset(str(tiny_dataset), split="train", cache_dir=str(tmp_path / "cache")).cast_column("image", Image(decode=False))
     source_rows = [row for row in source if row["label"] == CLASS_NAMES.index("synthetic_high")]
     assert sorted(p.name for p in (translated / "data").iterdir()) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
-    rows = load_dataset(str(translated), split="train")
+    rows = load_dataset(str(translated), split="train", cache_dir=str(tmp_path / "cache"))  # not a previous run's
     assert len(rows) == len(source_rows) == 8
     assert rows.features["label"].names == list(CLASS_NAMES)
     revision = folder_revision(saved_tiny_pipeline)
@@ -100,10 +100,10 @@ def cli_env() -> dict[str, str]:
 
 def test_a_killed_translation_resumes_byte_identical(translated, tiny_dataset, saved_tiny_pipeline, tmp_path):
     out = tmp_path / "killed"
-    # one row per shard and many steps: the kill lands after the first shard and well before the last
+    # one row per shard and 40 steps (a third of a second a row): the kill lands after the first shard, before the last
     args = translate_args(tiny_dataset, saved_tiny_pipeline, out)
     slow = [*args[: args.index("--rows-per-shard")], "--rows-per-shard", "1", "--batch-size", "1"]
-    slow[slow.index("--steps") + 1] = "400"
+    slow[slow.index("--steps") + 1] = "40"
     process = subprocess.Popen([sys.executable, "-m", "medshift.cli", *slow], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list((out / WORK_FOLDER).glob("train-*.parquet")) and time.monotonic() < deadline and process.poll() is None:
