@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,9 @@ def local_rows(folder: Path) -> dict[str, list[dict]]:
         dataset = dataset.cast_column("image", Image(decode=False))
         return [json.loads(json.dumps(dict(row, image=hashlib.sha256(row["image"]["bytes"]).hexdigest()), default=str)) for row in dataset]
 
-    return {split: rows(ds) for split, ds in load_dataset(str(folder)).items()}
+    # a cache of its own: datasets may reuse a cached build of another folder with files of the same names and sizes
+    with tempfile.TemporaryDirectory() as cache:
+        return {split: rows(ds) for split, ds in load_dataset(str(folder), cache_dir=cache).items()}
 
 
 def pushed_files(folder: Path) -> dict[str, bytes]:
@@ -168,3 +171,36 @@ def test_pipeline_push_to_hub_and_from_pretrained_over_http(hub, saved_tiny_pipe
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     card = commit.files["README.md"].content.decode()
     assert "library_name: diffusers" in card and "| SSIM | 0.9 |" in card and 'from_pretrained("ORG/medshift-tiny")' in card
+
+
+def test_translate_push_to_hub_and_load_dataset_reads_it_back(hub, tiny_dataset, saved_tiny_pipeline, tmp_path):
+    out = tmp_path / "translated"
+    translate = [
+        "-m", "medshift.cli", "translate", "--dataset", str(tiny_dataset), "--split", "train", "--source", "synthetic_high",
+        "--target", "real_normal", "--model", saved_tiny_pipeline, "--steps", "2", "--rows-per-shard", "4",
+        "--out", str(out), "--push-to-hub", "ORG/x-digiskull-real",
+    ]  # fmt: skip
+    result = run_client(hub, translate, tmp_path / "home")
+    assert result.returncode == 0, result.stderr[-4000:]
+    [commit] = hub.commits("dataset", "ORG/x-digiskull-real")
+    assert commit.message == "Upload translated X-DigiSkull"
+    assert hub.files("dataset", "ORG/x-digiskull-real") == pushed_files(out)
+    assert set(commit.files) == {"README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"}
+
+    read = run_client(hub, ["-c", READ_DATASET, "ORG/x-digiskull-real"], tmp_path / "reader", token=None)
+    assert read.returncode == 0, read.stderr[-4000:]
+    remote = json.loads(read.stdout.strip().splitlines()[-1])
+    expected = local_rows(out)
+    assert len(expected["train"]) == 8 and expected["train"][0]["source_label"] == "synthetic_high"
+    assert remote["rows"] == expected and remote["streamed"] == expected
+
+
+def test_translate_push_to_hub_without_a_token_stops_before_translating(hub, tiny_dataset, saved_tiny_pipeline, tmp_path):
+    out = tmp_path / "translated"
+    translate = [
+        "-m", "medshift.cli", "translate", "--dataset", str(tiny_dataset), "--source", "synthetic_high", "--target",
+        "real_normal", "--model", saved_tiny_pipeline, "--out", str(out), "--push-to-hub", "ORG/x-digiskull-real",
+    ]  # fmt: skip
+    result = run_client(hub, translate, tmp_path / "home", token=None)
+    assert result.returncode == 2 and "no Hugging Face token" in result.stderr
+    assert hub.requests == [] and not out.exists()
