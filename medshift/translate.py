@@ -61,7 +61,7 @@ class TranslateConfig:
 
     target: str = field(metadata=option("Class to translate into, e.g. real_normal.", param_decls=("--target", "-t"), show_default=False))
     out: Path = field(metadata=option("Output folder: one PNG (or DICOM) per input file, or a dataset in the Hub layout for --dataset.", param_decls=("--out", "-o"), show_default=False))
-    inputs: list[Path] | None = field(default=None, metadata=option("Image files (PNG, TIFF, JPEG, BMP), DICOM files or folders of them (or --dataset).", argument=True, show_default=False))
+    inputs: list[Path] | None = field(default=None, metadata=option("Image files (PNG, TIFF, JPEG, BMP), DICOM files or folders of them (or --dataset).", argument=True, show_default=False, metavar="INPUT"))
     dataset: str | None = field(default=None, metadata=option("A built X-DigiSkull (folder or Hub dataset id) to translate instead of files: the --source rows of --split become a dataset in the same layout, with provenance columns and a card."))
     split: str = field(default="train", metadata=option("Split of --dataset to translate."))
     source: str | None = field(default=None, metadata=option("Class of the inputs, e.g. synthetic_high (required with --dataset: the rows translated); unknown by default (unguided inversion)."))
@@ -81,7 +81,7 @@ class TranslateConfig:
     rows_per_shard: int = field(default=100, metadata=option("Rows per output shard with --dataset (the unit a killed run resumes from).", min=1))
     push_to_hub: str | None = field(default=None, metadata=option("With --dataset: publish the translated dataset to this Hub dataset repository (ORG/NAME) in one commit."))
     private: bool = field(default=False, metadata=option("Create the --push-to-hub repository as private."))
-    token: str | None = field(default=None, metadata=option("Hub token for --push-to-hub [default: $HF_TOKEN or the logged-in token].", envvar="HF_TOKEN", show_default=False, show_envvar=False))
+    token: str | None = field(default=None, metadata=option("Hub token for --push-to-hub (default: $HF_TOKEN, else the logged-in token).", envvar="HF_TOKEN", show_default=False, show_envvar=False))
     device: str | None = field(default=None, metadata=option("torch device, e.g. cpu or cuda. Default: cuda when available (with accelerate launch: each process's own)."))
 
     def __post_init__(self) -> None:
@@ -166,7 +166,6 @@ def run_dataset_translation(config: TranslateConfig) -> Path | None:
 
 def run_file_translation(config: TranslateConfig) -> None:
     """`medshift translate INPUT...`: one output file per input; a file that fails is reported and the rest go on."""
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -103,11 +103,19 @@ def child(dataset: str, model: str, out: str, extra: Annotated[list[str] | None,
                              steps=int(options["steps"]) if "steps" in options else None)  # fmt: skip
     pipe, revision = load_pipeline(config, "cpu")
     settings = dataset_settings(config, pipe, revision)
+    baseline = None
+    if options.get("baseline"):  # one bare pipeline call on one source image: the same machine's per-image cost
+        from medshift.dataset_translation import class_rows, translate_rows
+
+        first = next(class_rows(dataset, "train", "synthetic_high"))
+        start = time.perf_counter()
+        translate_rows(pipe, [(0, first)], settings)
+        baseline = time.perf_counter() - start
     start = time.perf_counter()
     translate_dataset(pipe, settings, config.out, progress=False)
     seconds = time.perf_counter() - start
     rows = sum(1 for _ in (Path(out) / "data").glob("*.parquet"))
-    print(json.dumps({"seconds": seconds, "shards": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"seconds": seconds, "one_image_seconds": baseline, "shards": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "threads": torch.get_num_threads(), "settings": {k: v for k, v in vars(settings).items() if k not in ("source_dataset", "model_id")}}))
 
 
@@ -131,10 +139,11 @@ def throughput(rows: int = 16, side: int = 780, model: str = str(DEMO_MODEL)) ->
     """Images/s of a dataset translation at the model's defaults (batch 8), 16-bit `side` x `side` sources."""
     with tempfile.TemporaryDirectory() as tmp:
         dataset = write_source_dataset(Path(tmp) / "source", rows, side, 16)
-        result = run_child([str(dataset), model, str(Path(tmp) / "out")])
+        result = run_child([str(dataset), model, str(Path(tmp) / "out"), "baseline", "1"])
         print(json.dumps(result["settings"]))
         print(f"{rows} images of {side} x {side}: {result['seconds']:.1f} s, {rows / result['seconds']:.3f} images/s "
-              f"({result['threads']} torch threads; peak RSS {result['peak_rss_mb']:.0f} MB)")
+              f"({result['threads']} torch threads; peak RSS {result['peak_rss_mb']:.0f} MB); one image alone, batch 1, "
+              f"before: {result['one_image_seconds']:.1f} s")
 
 
 if __name__ == "__main__":
