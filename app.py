@@ -4,12 +4,11 @@ The model is $MEDSHIFT_MODEL (a Hub id or folder, set it in the Space's settings
 checkpoints/. See space/README.md for the Space's front matter and requirements.
 """
 
-import os
-
-from medshift.demo_app import build_demo, default_model, launch_demo
+from medshift.demo_app import build_demo, default_model, launch_demo, server_address
 
 demo = build_demo(default_model())
 
 if __name__ == "__main__":
-    # a Space routes its traffic to 0.0.0.0:7860; locally the page stays on this machine
-    launch_demo(demo, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT=7860; locally the page stays on this machine
+    host, port = server_address()
+    launch_demo(demo, host=host, port=port)

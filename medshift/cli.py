@@ -10,7 +10,8 @@ import typer
 from medshift.evaluate import evaluate
 from medshift.training.train import train
 from medshift.training.train_vae import train_vae
-from medshift.translate import translate
+from medshift.model_location import default_model
+from medshift.translate import model_error, translate
 from xdigiskull.command_line import command_line_app
 
 app = command_line_app(
@@ -23,17 +24,27 @@ app = command_line_app(
 @app.command()
 def demo(
     model: Annotated[Optional[str], typer.Option(help="Saved MedShiftPipeline folder or Hub id. Default: $MEDSHIFT_MODEL, else the demo checkpoint.")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to serve the local network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the page.")] = 7860,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (0.0.0.0 to serve the local network). Default: $GRADIO_SERVER_NAME, else 127.0.0.1.", show_default=False)] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port of the page. Default: $GRADIO_SERVER_PORT, else 7860.", show_default=False)] = None,
 ) -> None:
     """Serve the before/after browser demo (Gradio) of a MedShift model."""
-    from medshift.demo_app import build_demo, default_model, launch_demo  # gradio loads only for this command
+    from medshift.demo_app import build_demo, check_port_free, launch_demo, server_address  # gradio loads only for this command
 
+    try:
+        host, port = server_address(host, port)
+        check_port_free(host, port)  # before the model loads: a taken port is one line, not a traceback
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
     try:
         page = build_demo(model or default_model())
     except (OSError, ValueError) as error:
-        raise typer.BadParameter(f"cannot load a MedShift pipeline from {model or default_model()!r}: {error}", param_hint="--model") from None
-    launch_demo(page, host=host, port=port)
+        raise model_error(model, error) from None
+    try:
+        launch_demo(page, host=host, port=port)
+    except OSError as error:  # the port was taken between the check and the launch
+        typer.echo(f"error: cannot serve on {host}:{port}: {error}; pass --port or set GRADIO_SERVER_PORT", err=True)
+        raise typer.Exit(code=1) from None
 
 
 weights_app = typer.Typer(help="The metrics' published backbone weights (FID Inception, LPIPS AlexNet).", no_args_is_help=True)

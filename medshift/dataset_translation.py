@@ -118,11 +118,13 @@ def folder_revision(folder: str | os.PathLike) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def resolve_model(model: str, revision: str | None = None) -> tuple[Path, str]:
-    """A pipeline's local folder and its revision: a Hub id is downloaded (safetensors only) and named by its
-    commit; a local folder by `folder_revision`."""
-    if Path(model).is_dir():
-        return Path(model), folder_revision(model)
+def resolve_model(model: str, revision: str | None = None) -> tuple[Path, str | None]:
+    """Where to load a pipeline from, and its Hub commit: a Hub id is downloaded (safetensors only) and named by
+    its commit; a local path is returned as it is with None (`folder_revision` names it once it has loaded)."""
+    from medshift.model_location import looks_local
+
+    if looks_local(model):
+        return Path(model), None
     from huggingface_hub import snapshot_download
 
     from medshift.pipeline_medshift import PICKLE_SUFFIXES

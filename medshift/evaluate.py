@@ -42,11 +42,12 @@ import torch
 import typer
 from tqdm.auto import tqdm
 
+from medshift.image_processor import resize_square, to_unit_float
 from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_features, psnr, ssim, table1_ranks
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
-from xdigiskull.image_io import atomic_write, resize_square, to_unit_float
+from xdigiskull.image_io import atomic_write
 
 BASELINES = ("identity", "sdedit")
 DEFAULT_TAUS = (0.3, 0.45, 0.6)

@@ -6,7 +6,11 @@ One pipeline, three components:
 - `unet` (`UNet2DModel` with `num_class_embeds = len(class_names) + 1`): the velocity v(x_t, t, class);
   the last class index is the null class used for classifier-free guidance.
 - `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions (diffusers' contract:
-  `set_timesteps`, then one `step` per network evaluation).
+  `set_timesteps`, then one `step` per network evaluation). Each call steps its own copy of it, made from its
+  config, so one pipeline serves several threads at once.
+
+Images go in and out through `image_processor` (`medshift.image_processor.MedShiftImageProcessor`, the role
+diffusers gives `VaeImageProcessor`): grey [0, 1] conversion with a checked input contract, resizing, output types.
 
 Translation of an image x (MedShift): encode x to the latent x1, integrate the flow ODE backwards from
 t = 1 to t = tau along the source class's flow (or the unconditional one when the source is unknown), then
@@ -21,29 +25,65 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence
 
 import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 
 from medshift.flow_matching import guided_velocity
+from medshift.image_processor import OUTPUT_TYPES, MedShiftImageProcessor, PipelineImageInput, check_bits_stored
+from medshift.model_location import looks_local, missing_pipeline_message
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import GreyImage, is_dicom, resize, to_grey_images, unit_to_pil
-
-PipelineImageInput = Union[
-    PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]]
-]
+from xdigiskull.image_io import is_dicom
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # from_pretrained's arguments that say where and how to fetch a Hub repo (they go to snapshot_download)
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-OUTPUT_TYPES = ("pil", "np", "pt", "dicom")
 ENCODE_MODES = ("ode", "noise")
+# "dicom": derived Secondary Capture datasets of DICOM path inputs (medshift.dicom_output)
+PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "dicom")
+
+
+def group_generator(generator: torch.Generator | list[torch.Generator] | None, indices: list[int]):
+    """The generator(s) of the images at `indices`: one per image when a list was given, else the shared one."""
+    return [generator[i] for i in indices] if isinstance(generator, list) else generator
+
+
+def fetch_pipeline(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
+    """Download a Hub repository's pipeline, safetensors only (diffusers' own download takes every list in
+    model_index.json for a component and fails on `class_names` and the scheduler's module); a failure says
+    that no local folder has that name either."""
+    try:
+        return Path(snapshot_download(repo_id, ignore_patterns=[f"*{suffix}" for suffix in PICKLE_SUFFIXES], **hub_kwargs))
+    except OSError as error:  # offline, not found, no network: one line, the local reading first, same error type
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = f"{missing_pipeline_message(repo_id)}, and no Hub repository {repo_id!r} could be fetched: {reason}"
+        try:  # callers may catch huggingface_hub's types (RepositoryNotFoundError...): keep them
+            response = getattr(error, "response", None)
+            same_type = type(error)(message, response=response) if isinstance(error, HfHubHTTPError) else type(error)(message)
+        except Exception:
+            same_type = OSError(message)
+        raise same_type from error
+
+
+def refuse_pickle_weights(folder: Path, components: dict[str, Any]) -> None:
+    """Raise a ValueError for a vae/ or unet/ folder (not replaced by `components`) holding only pickle weights."""
+    for component in ("vae", "unet"):
+        weights = folder / component
+        if not weights.is_dir() or component in components:
+            continue
+        pickles = sorted(p.name for p in weights.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles and not any(p.suffix == ".safetensors" for p in weights.iterdir()):
+            raise ValueError(
+                f"{weights} holds pickle weights ({', '.join(pickles)}) and no .safetensors file; "
+                "MedShift refuses pickle weights (they can execute code when loaded). Convert them "
+                "with safetensors, e.g. `model.save_pretrained(folder, safe_serialization=True)`."
+            )
 
 
 class MedShiftPipeline(DiffusionPipeline):
@@ -71,7 +111,8 @@ class MedShiftPipeline(DiffusionPipeline):
     Example:
         ```py
         >>> from medshift import MedShiftPipeline
-        >>> pipe = MedShiftPipeline.from_pretrained("checkpoints/medshift-xdigiskull-demo")
+        >>> from medshift.model_location import default_model
+        >>> pipe = MedShiftPipeline.from_pretrained(default_model())  # $MEDSHIFT_MODEL, else the demo checkpoint
         >>> real = pipe("synthetic.png", target="real_normal", source="synthetic_high", tau=0.45).images[0]
         ```
     """
@@ -107,6 +148,7 @@ class MedShiftPipeline(DiffusionPipeline):
         if int(resolution) < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
         self.register_modules(vae=vae, unet=unet, scheduler=scheduler)
+        self.image_processor = MedShiftImageProcessor(vae_scale_factor=downsampling_factor(vae))
         self.register_to_config(
             class_names=class_names,
             resolution=int(resolution),
@@ -161,7 +203,9 @@ class MedShiftPipeline(DiffusionPipeline):
 
         Args:
             pretrained_model_name_or_path: folder written by `save_pretrained`, or a Hub id such as
-                "user/medshift-xdigiskull".
+                "user/medshift-xdigiskull" (`medshift.model_location.default_model()` names the demo checkpoint).
+                A folder without model_index.json raises OSError "no MedShift pipeline at PATH (model_index.json
+                missing)".
             **kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `torch_dtype`, or components to
                 replace, `unet=my_unet`); for a Hub id, `revision`, `cache_dir`, `token`, `local_files_only`,
                 `force_download` and `proxies` go to `huggingface_hub.snapshot_download`, which fetches the
@@ -171,25 +215,12 @@ class MedShiftPipeline(DiffusionPipeline):
             raise ValueError("MedShift loads safetensors weights only; use_safetensors=False is not supported")
         kwargs["use_safetensors"] = True
         local = Path(pretrained_model_name_or_path)
-        if not local.is_dir():
-            # diffusers' own download takes every list in model_index.json for a component and fails on a Hub
-            # id (`class_names`, the scheduler's module in medshift): fetch the repo first, safetensors only
-            hub_kwargs = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
-            ignore = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
-            local = Path(snapshot_download(str(pretrained_model_name_or_path), ignore_patterns=ignore, **hub_kwargs))
+        if looks_local(pretrained_model_name_or_path):
+            if not (local / "model_index.json").is_file():
+                raise OSError(missing_pipeline_message(local))
+            refuse_pickle_weights(local, kwargs)
         else:
-            for component in ("vae", "unet"):
-                folder = local / component
-                if not folder.is_dir() or component in kwargs:
-                    continue
-                pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-                has_safetensors = any(p.suffix == ".safetensors" for p in folder.iterdir())
-                if pickles and not has_safetensors:
-                    raise ValueError(
-                        f"{folder} holds pickle weights ({', '.join(pickles)}) and no .safetensors file; "
-                        "MedShift refuses pickle weights (they can execute code when loaded). Convert them "
-                        "with safetensors, e.g. `model.save_pretrained(folder, safe_serialization=True)`."
-                    )
+            local = fetch_pipeline(str(pretrained_model_name_or_path), {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs})
         return super().from_pretrained(local, **kwargs)
 
     def push_to_hub(
@@ -312,6 +343,7 @@ class MedShiftPipeline(DiffusionPipeline):
         output_type: str,
         processing_resolution: int | None,
         inversion_guidance_scale: float | None = None,
+        bits_stored: int | None = None,
     ) -> tuple[float, float, float, str, int]:
         """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
         before any work is done. Returns (tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution)."""
@@ -330,44 +362,49 @@ class MedShiftPipeline(DiffusionPipeline):
         check_solver(solver)
         if encode not in ENCODE_MODES:
             raise ValueError(f"encode must be one of {', '.join(ENCODE_MODES)}, got {encode!r}")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if output_type not in PIPELINE_OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(PIPELINE_OUTPUT_TYPES)}, got {output_type!r}")
         if processing_resolution < 8:
             raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
+        check_bits_stored(bits_stored)
         return tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution
-
-    @staticmethod
-    def read_images(image: PipelineImageInput) -> tuple[list[GreyImage], dict[tuple[int, int], list[int]]]:
-        """Every input as a grey float32 [0, 1] image (see `xdigiskull.image_io`), checked to be non-empty and
-        finite, and the indices of the images of each size (they share a batch)."""
-        images = to_grey_images(image)
-        if not images:
-            raise ValueError("image is an empty batch: pass at least one image")
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (array, _) in enumerate(images):
-            if array.size == 0:
-                raise ValueError(f"image {i} is empty (shape {array.shape})")
-            if not np.isfinite(array).all():
-                raise ValueError(f"image {i} contains NaN or infinite pixel values")
-            groups.setdefault(array.shape, []).append(i)
-        return images, groups
 
     def prepare_latents(self, arrays: list[np.ndarray], processing_resolution: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Same-size [0, 1] images -> padded latents x1, plus the pixel and latent sizes to crop back to."""
-        height, width = arrays[0].shape
-        pixels = torch.from_numpy(np.stack([np.clip(array, 0.0, 1.0) for array in arrays]))[:, None]
-        scale = processing_resolution / max(height, width)  # longer side = processing_resolution, aspect kept
-        pixels = resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
-        # the VAE sees the image padded to its own factor only (780 -> 784, not 832): it is the costly part,
-        # and the UNet's larger multiple is met by padding the latents instead
-        pixels, crop = pad_to_multiple(pixels, self.vae_scale_factor)
+        pixels, crop = self.image_processor.to_model_size(arrays, processing_resolution)
         latents, latent_crop = pad_to_multiple(self.encode_images(pixels).float(), self.latent_multiple)
         return latents, crop, latent_crop
 
-    def postprocess(self, latents: torch.Tensor, crop: tuple[int, int], latent_crop: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    def decode_to_size(self, latents: torch.Tensor, crop: tuple[int, int], latent_crop: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """Latents -> (N, 1, H, W) images in [0, 1] on the CPU, cropped and resized back to the input `size`."""
-        pixels = self.decode_latents(latents[..., : latent_crop[0], : latent_crop[1]])[..., : crop[0], : crop[1]]
-        return resize(pixels, size).clamp(0, 1).cpu()
+        pixels = self.decode_latents(latents[..., : latent_crop[0], : latent_crop[1]])
+        return self.image_processor.to_input_size(pixels, crop, size)
+
+    def integrate(
+        self, scheduler: FlowMatchODEScheduler, latents: torch.Tensor, labels: torch.Tensor, guidance_scale: float, t_from: float, t_to: float,
+        num_inference_steps: int | None, solver: str,
+    ) -> torch.Tensor:
+        """Solve the guided flow ODE of `labels` from `t_from` to `t_to` (backwards when `t_to < t_from`) with
+        `scheduler`, one `step` per network evaluation."""
+        scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=t_from, t_to=t_to, solver=solver)
+        for t in self.progress_bar(scheduler.timesteps):
+            v = self.velocity(latents, t, labels, guidance_scale)
+            latents = scheduler.step(v, t, latents).prev_sample
+        return latents
+
+    def translate_latents(
+        self, scheduler: FlowMatchODEScheduler, latents: torch.Tensor, source_labels: torch.Tensor, target_labels: torch.Tensor, tau: float,
+        guidance_scale: float, inversion_guidance_scale: float, num_inference_steps: int | None, solver: str, encode: str,
+        generator: torch.Generator | list[torch.Generator] | None,
+    ) -> torch.Tensor:
+        """Data latents x1 -> translated latents: z_tau by inversion along the source's flow (`encode="ode"`) or by
+        noising (SDEdit), then generation from tau to t = 1 guided by the target class. tau = 1 returns x1."""
+        if tau < 1.0 and encode == "ode":
+            latents = self.integrate(scheduler, latents, source_labels, inversion_guidance_scale, 1.0, tau, num_inference_steps, solver)
+        elif tau < 1.0:
+            noise = scheduler.sample_noise(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+            latents = scheduler.add_noise(latents, noise, tau)
+        return self.integrate(scheduler, latents, target_labels, guidance_scale, tau, 1.0, num_inference_steps, solver)
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
@@ -400,14 +437,16 @@ class MedShiftPipeline(DiffusionPipeline):
         return_dict: bool = True,
         processing_resolution: int | None = None,
         inversion_guidance_scale: float | None = None,
+        bits_stored: int | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Translate `image` into the `target` class: encode, invert to tau along the source class's flow,
         generate back to t = 1 guided by the target class, decode.
 
         Args:
-            image: grey X-ray image(s): PIL images, numpy arrays or torch tensors (uint8, 16-bit or float in
-                [0, 1]; one image or a batch), image or DICOM paths, or a list mixing them (see
-                `xdigiskull.image_io.to_grey_images`). Sizes may differ; each output has its input's size.
+            image: grey X-ray image(s): PIL images, numpy arrays or torch tensors (one or a batch), image or DICOM
+                paths (read like the dataset builder reads them), or a list mixing them; sizes may differ. Float pixels
+                must lie in [0, 1] (else refused, naming the range found); integers are read by their dtype's range
+                (uint8 by 255; uint16, int16, int32 by 65535) unless `bits_stored` is given (`medshift.image_processor`).
             target: class to translate into (name from `class_names` or its index), or one per image.
             source: class of the input, or one per image; None (unknown) inverts without guidance.
             tau: time in (0, 1] where inversion stops and generation starts: high keeps structure, low adds
@@ -421,9 +460,8 @@ class MedShiftPipeline(DiffusionPipeline):
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset` and `coarse_noise`).
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
-                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ. "dicom", for DICOM path inputs
-                only: derived Secondary Capture datasets (`medshift.dicom_output.derived_secondary_capture`), new UIDs
-                referencing their source, 16-bit, pixel spacing scaled, only whitelisted technical tags carried over.
+                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ. "dicom" (DICOM paths only): derived
+                Secondary Capture datasets referencing their sources (`medshift.dicom_output`).
             return_dict: return an `ImagePipelineOutput` (True) or a tuple `(images,)`.
             processing_resolution: longer side at which the networks work; default `config.resolution` (the
                 training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
@@ -431,54 +469,52 @@ class MedShiftPipeline(DiffusionPipeline):
             inversion_guidance_scale: guidance weight of the inversion (`encode="ode"`). Default the config's
                 `default_inversion_guidance_scale` (1: the source class's own flow), or `guidance_scale` when
                 that is None.
+            bits_stored: bit depth of integer inputs (1 to 16), e.g. 12 for 12-bit detector data stored in
+                uint16: they are read by 2**bits_stored - 1 and values above it are refused. Default: the dtype's range.
 
         Returns `ImagePipelineOutput(images)`, or `(images,)` when `return_dict=False`. Raises ValueError naming the
-        argument for an unknown class, a value out of range, an empty batch, an unreadable input or NaN/inf pixels.
+        argument for an unknown class, a value out of range, an empty batch, an unreadable input or pixels outside
+        the contract. Thread-safe: each call steps its own copy of the scheduler.
         """
         # 1. check the arguments, then read every input as a grey [0, 1] image with one label per image
         tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution = self.check_inputs(
-            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale
+            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale, bits_stored
         )
         if output_type == "dicom":
-            paths = image if isinstance(image, (list, tuple)) else [image]
-            if not all(isinstance(p, (str, os.PathLike)) and Path(p).is_file() and is_dicom(p) for p in paths):
-                raise ValueError('output_type="dicom" takes DICOM file paths as image (the derived objects reference them)')
-        images, groups = self.read_images(image)
+            self.check_dicom_paths(image)
+        images, groups = self.image_processor.preprocess(image, bits_stored)
         target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
+        # a scheduler of this call's own: its step state is not shared with calls running in other threads
+        scheduler = self.scheduler.from_config(self.scheduler.config)
         outputs: dict[int, torch.Tensor] = {}
         with self._eval_mode():
             for size, indices in groups.items():
                 # 2. resize to the processing resolution, pad, encode: the data latents x1 (t = 1)
                 latents, crop, latent_crop = self.prepare_latents([images[i][0] for i in indices], processing_resolution)
-                if tau < 1.0 and encode == "ode":
-                    # 3a. inversion: integrate backwards from t = 1 to tau along the source class's flow
-                    self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=1.0, t_to=tau, solver=solver)
-                    for t in self.progress_bar(self.scheduler.timesteps):
-                        v = self.velocity(latents, t, source_labels[indices], inversion_guidance_scale)
-                        latents = self.scheduler.step(v, t, latents).prev_sample
-                elif tau < 1.0:
-                    # 3b. SDEdit: noise the latents to tau instead
-                    group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
-                    noise = self.scheduler.sample_noise(latents.shape, generator=group_generator, device=latents.device, dtype=latents.dtype)
-                    latents = self.scheduler.add_noise(latents, noise, tau)
-                # 4. generation: integrate forwards from tau to t = 1, guided by the target class
-                self.scheduler.set_timesteps(num_inference_steps, device=latents.device, t_from=tau, t_to=1.0, solver=solver)
-                for t in self.progress_bar(self.scheduler.timesteps):
-                    v = self.velocity(latents, t, target_labels[indices], guidance_scale)
-                    latents = self.scheduler.step(v, t, latents).prev_sample
+                # 3-4. invert (or noise) to tau along the source's flow, generate back to t = 1 guided by the target
+                latents = self.translate_latents(
+                    scheduler, latents, source_labels[indices], target_labels[indices], tau, guidance_scale,
+                    inversion_guidance_scale, num_inference_steps, solver, encode, group_generator(generator, indices),
+                )
                 # 5. decode, crop the padding and resize back to the input size
-                outputs.update(zip(indices, self.postprocess(latents, crop, latent_crop, size)))
-
+                outputs.update(zip(indices, self.decode_to_size(latents, crop, latent_crop, size)))
         # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
-        if output_type == "dicom":
-            result_images = self._dicom_outputs(image, [outputs[i] for i in range(len(images))], tau, target)
-            return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
-        result_images = self._format_outputs([outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
+        result_images = self._postprocess(image, tau, target, [outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
         return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
 
-    def _dicom_outputs(self, image: PipelineImageInput, outputs: list[torch.Tensor], tau: float, target: Any) -> list:
-        """Derived Secondary Capture datasets (`medshift.dicom_output`) of translated DICOM path inputs."""
+    @staticmethod
+    def check_dicom_paths(image: PipelineImageInput) -> None:
+        """`output_type="dicom"` derives objects from their source files: every input must be a DICOM path."""
+        paths = image if isinstance(image, (list, tuple)) else [image]
+        if not all(isinstance(p, (str, os.PathLike)) and Path(p).is_file() and is_dicom(p) for p in paths):
+            raise ValueError('output_type="dicom" takes DICOM file paths as image (the derived objects reference them)')
+
+    def _postprocess(self, image: PipelineImageInput, tau: float, target: Any, outputs: list[torch.Tensor], is16: list[bool], output_type: str) -> Any:
+        """The image processor's outputs, or for "dicom" derived Secondary Capture datasets (`medshift.dicom_output`)
+        of the translated DICOM path inputs."""
+        if output_type != "dicom":
+            return self.image_processor.postprocess(outputs, is16, output_type)
         from medshift.dicom_output import derived_secondary_capture, pipeline_provenance
 
         model_id, revision = pipeline_provenance(self)
@@ -487,15 +523,3 @@ class MedShiftPipeline(DiffusionPipeline):
             derived_secondary_capture(path, output[0].numpy(), model_id=model_id, model_revision=revision, tau=tau, target=str(name))
             for path, output, name in zip(image if isinstance(image, (list, tuple)) else [image], outputs, targets)
         ]
-
-    @staticmethod
-    def _format_outputs(
-        outputs: list[torch.Tensor], is16: list[bool], output_type: str
-    ) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor | list[np.ndarray] | list[torch.Tensor]:
-        same_size = len({tuple(o.shape) for o in outputs}) == 1
-        if output_type == "pt":
-            return torch.stack(outputs) if same_size else list(outputs)
-        arrays = [o.permute(1, 2, 0).numpy().astype(np.float32) for o in outputs]  # (H, W, 1)
-        if output_type == "np":
-            return np.stack(arrays) if same_size else arrays
-        return [unit_to_pil(array[..., 0], sixteen) for array, sixteen in zip(arrays, is16)]

@@ -13,11 +13,9 @@ from typing import Any
 
 import typer
 
+from medshift.model_location import default_model
 from medshift.training.common import config_command, option
 from xdigiskull.image_io import IMAGE_SUFFIXES, atomic_write, is_dicom
-
-DEFAULT_MODEL = "checkpoints/medshift-xdigiskull-demo"
-
 
 def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     """Expand files and folders into (file, output path relative to --out) pairs, in a stable order.
@@ -66,7 +64,7 @@ class TranslateConfig:
     split: str = field(default="train", metadata=option("Split of --dataset to translate."))
     source: str | None = field(default=None, metadata=option("Class of the inputs, e.g. synthetic_high (required with --dataset: the rows translated); unknown by default (unguided inversion)."))
     tau: float | None = field(default=None, metadata=option("Inversion time in (0, 1]: higher keeps structure, lower adds realism. Default: the model's recommended tau."))
-    model: str = field(default=DEFAULT_MODEL, metadata=option("Saved MedShiftPipeline folder or Hub id."))
+    model: str | None = field(default=None, metadata=option("Saved MedShiftPipeline folder or Hub id. Default: $MEDSHIFT_MODEL, else the demo checkpoint."))
     revision: str | None = field(default=None, metadata=option("Revision (branch, tag or commit) of a Hub --model. Default: main."))
     guidance_scale: float | None = field(default=None, metadata=option("Classifier-free guidance weight of the generation. Default: the model's."))
     inversion_guidance_scale: float | None = field(default=None, metadata=option("Guidance weight of the inversion (1: the source class's own flow). Default: the model's."))
@@ -75,7 +73,7 @@ class TranslateConfig:
     encode: str = field(default="ode", metadata=option("'ode' (MedShift inversion) or 'noise' (SDEdit baseline)."))
     seed: int = field(default=0, metadata=option("Random seed (used by --encode noise; with --dataset row i uses seed + i)."))
     processing_resolution: int | None = field(default=None, metadata=option("Longer side at which the model works; default its training resolution (outputs are resized back to the input size)."))
-    prepare: bool = field(default=False, metadata=option("Read image files like the dataset builder (display conversion, crop to the exposed field). DICOM files always are.", param_decls=("--prepare/--no-prepare",)))
+    prepare: bool = field(default=True, metadata=option("Read files like the dataset builder: display conversion, crop to the exposed field, 780 x 780 (raw exports). --no-prepare: take images as they are (DICOM: field crop only).", param_decls=("--prepare/--no-prepare",)))
     format: str = field(default="png", metadata=option("Output of file inputs: 'png', or 'dicom' (a derived Secondary Capture for each DICOM input, PNG for the others)."))
     batch_size: int = field(default=8, metadata=option("Images per pipeline call with --dataset.", min=1))
     rows_per_shard: int = field(default=100, metadata=option("Rows per output shard with --dataset (the unit a killed run resumes from).", min=1))
@@ -108,28 +106,39 @@ class TranslateConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
-def load_pipeline(config: TranslateConfig, device: str | None) -> tuple[Any, str]:
-    """The pipeline on `device` (cuda when available by default) and its revision; checks --target and --source."""
+def model_error(model: str | None, error: Exception) -> typer.BadParameter | typer.Exit:
+    """The error for a model that does not load: on --model when it was given, else on the default (printed)."""
+    if model is not None:
+        return typer.BadParameter(f"cannot load a MedShift pipeline from {model!r}: {error}", param_hint="--model")
+    typer.echo(f"error: cannot load the default model ($MEDSHIFT_MODEL, else the demo checkpoint): {error}", err=True)
+    return typer.Exit(code=1)
+
+
+def load_pipeline(config: TranslateConfig, device: str | None) -> tuple[Any, str, str]:
+    """The pipeline on `device` (cuda when available by default), its location and its revision; checks --target
+    and --source."""
     import torch
 
-    from medshift.dataset_translation import resolve_model
+    from medshift.dataset_translation import folder_revision, resolve_model
     from medshift.pipeline_medshift import MedShiftPipeline
 
+    location = config.model or default_model()
     try:
-        folder, revision = resolve_model(config.model, config.revision)
+        folder, revision = resolve_model(location, config.revision)
         pipe = MedShiftPipeline.from_pretrained(folder)
+        revision = revision or folder_revision(folder)
     except (OSError, ValueError) as error:
-        raise ValueError(f"--model: cannot load a MedShift pipeline from {config.model!r}: {error}") from None
+        raise model_error(config.model, error) from None
     names = list(pipe.config.class_names)
     for hint, value in (("--target", config.target), ("--source", config.source)):
         if value is not None and value not in names:
-            raise ValueError(f"{hint}: unknown class {value!r}; valid classes: {', '.join(names)}")
+            raise typer.BadParameter(f"unknown class {value!r}; valid classes: {', '.join(names)}", param_hint=hint)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(disable=True)
-    return pipe, revision
+    return pipe, location, revision
 
 
-def dataset_settings(config: TranslateConfig, pipe: Any, revision: str) -> Any:
+def dataset_settings(config: TranslateConfig, pipe: Any, location: str, revision: str) -> Any:
     """The `TranslationSettings` of a --dataset run, with the model's defaults filled in."""
     from medshift.dataset_translation import TranslationSettings
 
@@ -139,7 +148,7 @@ def dataset_settings(config: TranslateConfig, pipe: Any, revision: str) -> Any:
     )  # fmt: skip
     return TranslationSettings(
         source_dataset=str(config.dataset), split=config.split, source_class=str(config.source),
-        target_class=config.target, model_id=config.model, model_revision=revision, tau=tau,
+        target_class=config.target, model_id=location, model_revision=revision, tau=tau,
         guidance_scale=guidance, inversion_guidance_scale=inversion_guidance,
         num_inference_steps=int(config.steps or pipe.scheduler.config.num_inference_steps), solver=solver,
         encode=config.encode, processing_resolution=resolution, seed=config.seed,
@@ -156,8 +165,8 @@ def run_dataset_translation(config: TranslateConfig) -> Path | None:
 
     if config.push_to_hub is not None:
         resolve_token(config.token)  # say it before hours of work, not after
-    pipe, revision = load_pipeline(config, config.device or str(PartialState().device))
-    out = translate_dataset(pipe, dataset_settings(config, pipe, revision), config.out)
+    pipe, location, revision = load_pipeline(config, config.device or str(PartialState().device))
+    out = translate_dataset(pipe, dataset_settings(config, pipe, location, revision), config.out)
     if out is not None and config.push_to_hub is not None:
         url = push_to_hub(out, config.push_to_hub, private=config.private, token=config.token, commit_message="Upload translated X-DigiSkull")
         typer.echo(f"pushed {out} to the dataset {config.push_to_hub} in one commit: {url}", err=True)
@@ -167,40 +176,40 @@ def run_dataset_translation(config: TranslateConfig) -> Path | None:
 def run_file_translation(config: TranslateConfig) -> None:
     """`medshift translate INPUT...`: one output file per input; a file that fails is reported and the rest go on."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     pairs = collect_inputs(list(config.inputs or []))
     if not pairs:
         raise ValueError("INPUT: no image or DICOM files found in the given inputs")
-    pipe, revision = load_pipeline(config, config.device)
+    pipe, location, revision = load_pipeline(config, config.device)
     failures: list[str] = []
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"translating to {config.target}", total=len(pairs))
         for path, relative in pairs:
             try:
-                translate_file(pipe, config, revision, path, config.out / relative)
+                translate_file(pipe, config, (location, revision), path, config.out / relative)
             except (ValueError, OSError) as error:  # report and carry on with the next file
                 failures.append(f"{path}: {error}")
-                console.print(f"[red]failed[/red] {path}: {error}")
+                console.print(f"[red]failed[/red] {escape(str(path))}: {escape(str(error))}")
             progress.advance(task)
     console.print(f"translated {len(pairs) - len(failures)}/{len(pairs)} file(s) into {config.out}")
     if failures:
         raise typer.Exit(code=1)
 
 
-def translate_file(pipe: Any, config: TranslateConfig, revision: str, path: Path, target: Path) -> None:
-    """Translate one file to `target` (a PNG; a derived DICOM next to it for a DICOM input with --format dicom)."""
+def translate_file(pipe: Any, config: TranslateConfig, model: tuple[str, str], path: Path, target: Path) -> None:
+    """Translate one file to `target`: a PNG (16-bit for DICOM and 16-bit inputs), or with --format dicom a derived
+    DICOM (``.dcm``) for a DICOM input. `model` is the pipeline's (location, revision)."""
     import torch
 
-    if config.prepare and not is_dicom(path):
-        from xdigiskull.prepare import load_prepared
+    from medshift.image_processor import is_sixteen_bit_file, unit_to_pil
+    from xdigiskull.prepare import load_prepared
 
-        image: Any = load_prepared(path, size=None, frames="first")[0]
-    else:
-        image = path
-    dicom_out = config.format == "dicom" and is_dicom(path)
+    # raw exports are read as the builder reads them: exposed field, 780 x 780 (the dataset's geometry)
+    image = load_prepared(path, frames="first")[0] if config.prepare else path
     result = pipe(
         image,
         target=config.target,
@@ -213,18 +222,18 @@ def translate_file(pipe: Any, config: TranslateConfig, revision: str, path: Path
         encode=config.encode,
         generator=torch.Generator(device="cpu").manual_seed(config.seed),
         processing_resolution=config.processing_resolution,
-        output_type="np" if dicom_out else "pil",
-    ).images[0]
-    if dicom_out:
+        output_type="np",
+    ).images[0, ..., 0]
+    if config.format == "dicom" and is_dicom(path):
         from medshift.dicom_output import derived_secondary_capture
 
         tau = pipe.config.default_tau if config.tau is None else config.tau
-        derived = derived_secondary_capture(path, result[..., 0], model_id=config.model, model_revision=revision, tau=tau, target=config.target)
+        derived = derived_secondary_capture(path, result, model_id=model[0], model_revision=model[1], tau=tau, target=config.target)
         with atomic_write(target.with_suffix(".dcm")) as temporary:  # no half-written file is left
             derived.save_as(temporary, enforce_file_format=True)
     else:
-        with atomic_write(target) as temporary:
-            result.save(temporary, format="PNG")
+        with atomic_write(target) as temporary:  # no half-written PNG is left
+            unit_to_pil(result, is_sixteen_bit_file(path)).save(temporary, format="PNG")
 
 
 def run_translate(config: TranslateConfig) -> None:

@@ -1,8 +1,9 @@
 """Benchmark the phantom: exports per second at full detector size, and a byte-for-byte determinism check.
 
-Goal (issue 3): 100 raw exports (20 poses x 5 classes, 1024^2 detector) in under 60 s on 2 CPU cores.
+Goal (issue 3, issue 40 goal 6): 100 raw exports (20 poses x 5 classes, 1024^2 detector) in under 60 s on 2 CPU
+cores, with peak memory under 4 GiB.
 
-    python scripts/bench_phantom.py [--views 20] [--detector 1024] [--frames 2] [--no-determinism]
+    python scripts/bench_phantom.py [--views 20] [--detector 1024] [--frames 2] [--phantom-version 2] [--no-determinism]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--catheter", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="poses rendered at the same time (threads)")
+    parser.add_argument("--phantom-version", type=int, default=1, help="phantom version (1 or 2)")
     parser.add_argument("--no-determinism", action="store_true", help="skip the second run and the comparison")
     args = parser.parse_args()
 
@@ -41,7 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()
         first = generate_exports(Path(tmp) / "a", views=args.views, seed=args.seed, detector=args.detector,
-                                 frames=args.frames, catheter=args.catheter, workers=args.workers, progress=False)
+                                 frames=args.frames, catheter=args.catheter, workers=args.workers, progress=False,
+                                 version=args.phantom_version)
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu_start
         size_mb = sum(p.stat().st_size for p in first.rglob("*") if p.is_file()) / 1e6
@@ -51,12 +55,14 @@ def main() -> None:
         # CPU time (all threads) says how busy the machine was: wall time near CPU time / workers means the
         # cores were ours; far above it means other processes shared them
         print(f"CPU time {cpu_seconds:.1f} s over {args.workers} worker thread(s), {os.cpu_count()} cores visible")
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        print(f"phantom v{args.phantom_version}: peak memory (max RSS) {peak_gib:.2f} GiB (goal < 4 GiB)")
         print(f"goal: 100 exports in < 60 s -> {'met' if exports / seconds >= 100 / 60 else 'NOT met'} "
               f"({100 / (exports / seconds):.1f} s per 100 exports)")
         if not args.no_determinism:
             second = generate_exports(Path(tmp) / "b", views=args.views, seed=args.seed, detector=args.detector,
                                       frames=args.frames, catheter=args.catheter, workers=args.workers,
-                                      progress=False)
+                                      progress=False, version=args.phantom_version)
             same = digest(first) == digest(second)
             print(f"same seed, same bytes: {same}")
 

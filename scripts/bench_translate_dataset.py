@@ -101,8 +101,8 @@ def child(dataset: str, model: str, out: str, extra: Annotated[list[str] | None,
     config = TranslateConfig(target="real_normal", out=Path(out), dataset=dataset, source="synthetic_high", model=model,
                              batch_size=int(options.get("batch_size", 8)), rows_per_shard=int(options.get("rows_per_shard", 100)),
                              steps=int(options["steps"]) if "steps" in options else None)  # fmt: skip
-    pipe, revision = load_pipeline(config, "cpu")
-    settings = dataset_settings(config, pipe, revision)
+    pipe, location, revision = load_pipeline(config, "cpu")
+    settings = dataset_settings(config, pipe, location, revision)
     baseline = None
     if options.get("baseline"):  # one bare pipeline call on one source image: the same machine's per-image cost
         from medshift.dataset_translation import class_rows, translate_rows

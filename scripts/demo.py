@@ -31,7 +31,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from medshift import MedShiftPipeline  # noqa: E402
 from xdigiskull.cli import app as xdigiskull_app  # noqa: E402
-from xdigiskull.image_io import resize, to_unit_float  # noqa: E402
+from medshift.image_processor import resize, to_unit_float  # noqa: E402
 from xdigiskull.phantom import generate_exports  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -46,6 +46,8 @@ MATERIALS: dict[str, tuple[dict[str, float], float]] = {
     "enamel": ({"H": 0.002, "O": 0.414, "P": 0.185, "Ca": 0.399}, 2.9),
     # platinum-iridium guidewire tip / marker
     "platinum": ({"Pt": 0.9, "Ir": 0.1}, 21.5),
+    # the slanted-edge test object (IEC 62220-1: a 1 mm tungsten plate)
+    "tungsten": ({"W": 1.0}, 19.3),
     "water": ({"H": 0.1119, "O": 0.8881}, 1.0),
 }
 

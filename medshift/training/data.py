@@ -3,7 +3,7 @@
 Images are stored as 8-bit (mode L) or 16-bit (mode I;16) grey PNGs. Training sees them as
 float32 tensors of shape (1, H, W) scaled to [-1, 1] (the range diffusers' VAEs expect),
 downscaled with cv2.INTER_AREA to `resolution` x `resolution` and optionally randomly cropped. The conversion
-and resizing are `xdigiskull.image_io`'s, shared with the pipeline and the evaluation.
+and resizing are `medshift.image_processor`'s, shared with the pipeline and the evaluation.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import resize_square, to_unit_float
+from medshift.image_processor import resize_square, to_unit_float
 
 
 

@@ -55,7 +55,7 @@ from medshift.training.data import (
 from medshift.training.latents import LatentDataset, load_or_build_cache, load_vae
 from medshift.vae_codec import Autoencoder, downsampling_factor, encode_grey
 from xdigiskull.classes import CLASS_NAMES
-from xdigiskull.image_io import resize_square, to_unit_float
+from medshift.image_processor import resize_square, to_unit_float
 
 LOG_FIELDS = ["step", "loss", "lr", "seconds"]
 

@@ -42,7 +42,7 @@ def all_text(ds: pydicom.Dataset) -> str:
     return "\n".join(str(element.value) for element in ds.iterall() if element.keyword != "PixelData")
 
 
-def check_derived(derived: pydicom.Dataset, source: pydicom.Dataset, model: str, tau: float) -> None:
+def check_derived(derived: pydicom.Dataset, source: pydicom.Dataset, model: str, tau: float, side: int = 96) -> None:
     assert derived.SOPClassUID == SecondaryCaptureImageStorage
     assert list(derived.ImageType)[:2] == ["DERIVED", "SECONDARY"]
     assert model in derived.DerivationDescription and folder_revision(model) in derived.DerivationDescription
@@ -52,8 +52,9 @@ def check_derived(derived: pydicom.Dataset, source: pydicom.Dataset, model: str,
     [reference] = derived.SourceImageSequence
     assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID and reference.ReferencedSOPClassUID == source.SOPClassUID
     assert (derived.BitsAllocated, derived.BitsStored, derived.PhotometricInterpretation) == (16, 16, "MONOCHROME2")
-    assert (derived.Rows, derived.Columns) == (96, 96)
-    assert [float(v) for v in derived.PixelSpacing] == pytest.approx([0.2, 0.2])
+    assert (derived.Rows, derived.Columns) == (side, side)
+    # the 96 px field of 0.2 mm detector pixels, on `side` pixels
+    assert [float(v) for v in derived.PixelSpacing] == pytest.approx([0.2 * 96 / side] * 2)
     assert derived.pixel_array.dtype == np.uint16 and derived.pixel_array.std() > 0
     # whitelisted technique kept; identifiers, dates and free text of the source gone
     assert float(derived.KVP) == 72 and float(derived.ExposureTime) == 8
@@ -70,7 +71,8 @@ def test_translate_format_dicom_writes_a_derived_secondary_capture(source_dicom,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["skull.dcm"]
-    check_derived(read_validated(out / "skull.dcm"), pydicom.dcmread(source_dicom), saved_tiny_pipeline, 0.6)
+    # prepared like the builder's rows (the default): the field crop resized to 780 x 780
+    check_derived(read_validated(out / "skull.dcm"), pydicom.dcmread(source_dicom), saved_tiny_pipeline, 0.6, side=780)
 
 
 def test_pixel_spacing_follows_the_resize(source_dicom, saved_tiny_pipeline):

@@ -5,7 +5,9 @@ truth for every pose and class.
     from xdigiskull.phantom import generate_exports
     generate_exports("raw", views=10, seed=0, detector=1024, frames=2)
 
-or `xdigiskull phantom raw --views 10`.
+or `xdigiskull phantom raw --views 10`. `version=2` (`--phantom-version 2`) renders phantom v2: fine anatomy
+(trabecular texture, sutures, teeth, air cells, ...) at the detector's pitch, the flat detector's measured MTF,
+and cephalometric landmarks and a bone mask per export in the manifest.
 """
 
 from __future__ import annotations

@@ -103,6 +103,9 @@ class _SmoothField:
 
     def __call__(self, coords: tuple[np.ndarray, ...]) -> np.ndarray:
         x, y, z = coords
+        if np.ndim(x) == 1 and np.shape(x) == np.shape(y) == np.shape(z):  # scattered points: one cosine per term
+            phase = np.outer(x, self.k[:, 0]) + np.outer(y, self.k[:, 1]) + np.outer(z, self.k[:, 2]) + self.phase
+            return np.cos(phase) @ self.weight
         out = 0.0
         # cos(a + b + c) = Re(e^ia e^ib e^ic): three 1D exponentials per term instead of a 3D cosine
         for (kx, ky, kz), phase, weight in zip(self.k, self.phase, self.weight):
@@ -113,13 +116,82 @@ class _SmoothField:
         return out
 
 
-def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> HeadPhantom:
+# the vault is an ellipsoid around this point (anatomy coordinates, mm), with axes set per head
+VAULT_CENTRE = np.array([0.0, -5.0, 5.0], np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class HeadProportions:
+    """The first draws of a head's random stream: its smooth surface fields and global proportions."""
+
+    bumps: _SmoothField
+    thick_field: _SmoothField
+    width: float
+    length: float
+    height: float
+    face: float
+
+    @property
+    def vault_axes(self) -> np.ndarray:
+        return np.array([69.0 * self.width, 91.0 * self.length, 76.0 * self.height], np.float32)
+
+
+def draw_proportions(rng: np.random.Generator) -> HeadProportions:
+    """Draw a head's proportions from its random stream (make_head's first draws, in make_head's order)."""
+    bumps = _SmoothField(rng)
+    thick_field = _SmoothField(rng, (40.0, 120.0))
+    width, length, height = (rng.uniform(0.95, 1.05) for _ in range(3))
+    face = rng.uniform(0.94, 1.06)
+    return HeadProportions(bumps, thick_field, width, length, height, face)
+
+
+def vault_depth_and_thickness(coords: tuple[np.ndarray, ...], s: np.ndarray,
+                              proportions: HeadProportions) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (mm) below the vault's outer surface along the radius, and the vault's local thickness (mm).
+
+    Args:
+        coords: anatomy coordinates (x, y, z), broadcastable.
+        s: ellipsoidal radius of the points relative to the vault's axes (1 on the mean outer surface).
+        proportions: the head's proportions and surface fields.
+    """
+    x, y, z = coords
+    c = VAULT_CENTRE
+    radial = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+    s_surface = 1.0 + 0.025 * proportions.bumps(coords)
+    depth = radial * (s_surface - s) / np.maximum(s, 1e-3)
+    # thickness: thicker at the occiput and the frontal crest, thin over the temporal squama
+    occipital = 1.0 / (1.0 + np.exp((y + 55.0) / 12.0))
+    temporal = np.exp(-(((np.abs(x) - 60.0) / 14.0) ** 2)) * np.exp(-(((z + 5.0) / 22.0) ** 2))
+    frontal_crest = np.exp(-((x / 30.0) ** 2) - (((y - 80.0) / 18.0) ** 2) - (((z - 5.0) / 20.0) ** 2))
+    thickness = 6.0 + 3.5 * occipital - 3.0 * temporal + 9.0 * frontal_crest + 1.2 * proportions.thick_field(coords)
+    return depth, np.maximum(thickness, 2.5)
+
+
+def skull_base_level(coords: tuple[np.ndarray, ...], bumps: _SmoothField) -> np.ndarray:
+    """Height (mm) where the vault stops at the skull base: anterior fossa at about -20 mm, the middle fossa
+    deeper at the sides (-38 mm) with the sphenoid body raised in the middle, the posterior fossa lowest (-50 mm)."""
+    x, y, _ = coords
+    middle_raise = 10.0 * np.exp(-((x / 17.0) ** 2)) * _sigmoid((y + 12.0) / 5.0) * _sigmoid((28.0 - y) / 5.0)
+    base_level = -38.0 + 18.0 * _sigmoid((y - 28.0) / 7.0) - 12.0 * _sigmoid((-22.0 - y) / 9.0) + middle_raise
+    return base_level + 2.0 * bumps(coords)
+
+
+def dental_arch(half_width: float, front_y: float, back_y: float, count: int) -> np.ndarray:
+    """Points (count, 2) along a parabolic dental arch in the x-y plane (anatomy coordinates, mm)."""
+    xs = np.linspace(-half_width, half_width, count, dtype=np.float32)
+    ys = front_y - (front_y - back_y) * (xs / half_width) ** 2
+    return np.stack([xs, ys], axis=1)
+
+
+def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0, teeth: bool = True) -> HeadPhantom:
     """Build the seeded head phantom.
 
     Args:
         seed: random seed; the same seed gives the same head, bit for bit.
         voxels: voxels along each side of the cube (176 gives ~1.5 mm voxels; smaller is faster and blurrier).
         extent_mm: side of the cube in mm; it must hold the head and upper neck (about 270 mm).
+        teeth: draw the teeth into the voxels (phantom v1); phantom v2 leaves them out and draws them analytically
+            at the detector's resolution (`xdigiskull.phantom.fine_anatomy`).
 
     Returns:
         The `HeadPhantom`, densities as float32 of shape (voxels, voxels, voxels, 4).
@@ -136,14 +208,11 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     enamel = np.zeros(shape, np.float32)
     air = np.zeros(shape, np.float32)  # air cavities inside the body (sinuses, nasal cavity, airway)
 
-    bumps = _SmoothField(rng)
-    thick_field = _SmoothField(rng, (40.0, 120.0))
-
-    # global proportions of this individual
-    width, length, height = (rng.uniform(0.95, 1.05) for _ in range(3))
-    vault_axes = np.array([69.0 * width, 91.0 * length, 76.0 * height], np.float32)
-    vault_centre = np.array([0.0, -5.0, 5.0], np.float32)
-    face = rng.uniform(0.94, 1.06)
+    proportions = draw_proportions(rng)
+    bumps, thick_field = proportions.bumps, proportions.thick_field
+    width, length, height, face = proportions.width, proportions.length, proportions.height, proportions.face
+    vault_axes = proportions.vault_axes
+    vault_centre = VAULT_CENTRE
 
     def ellipsoid(centre, axes):
         """Slices, coords and the ellipsoidal radius s (1 on the surface) within the bounding box."""
@@ -180,15 +249,7 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     sl, c, s = ellipsoid(vault_centre, vault_axes * 1.12)  # a box with room for the bumps and the scalp
     s = s * 1.12  # ellipsoidal radius relative to the vault itself: 1 on its mean outer surface
     x, y, z = c
-    radial = np.sqrt((x - vault_centre[0]) ** 2 + (y - vault_centre[1]) ** 2 + (z - vault_centre[2]) ** 2)
-    s_surface = 1.0 + 0.025 * bumps(c)
-    depth = radial * (s_surface - s) / np.maximum(s, 1e-3)  # mm below the outer surface, along the radius
-    # thickness: thicker at the occiput and the frontal crest, thin over the temporal squama
-    occipital = 1.0 / (1.0 + np.exp((y + 55.0) / 12.0))
-    temporal = np.exp(-(((np.abs(x) - 60.0) / 14.0) ** 2)) * np.exp(-(((z + 5.0) / 22.0) ** 2))
-    frontal_crest = np.exp(-((x / 30.0) ** 2) - (((y - 80.0) / 18.0) ** 2) - (((z - 5.0) / 20.0) ** 2))
-    thickness = 6.0 + 3.5 * occipital - 3.0 * temporal + 9.0 * frontal_crest + 1.2 * thick_field(c)
-    thickness = np.maximum(thickness, 2.5)
+    depth, thickness = vault_depth_and_thickness(c, s, proportions)
     outer = _edge(-depth, h)  # inside the outer surface
     inner_boundary = _edge(thickness - depth, h)  # inside the inner surface: 1 - inner_boundary is the shell
     shell = outer * (1.0 - inner_boundary)
@@ -200,9 +261,7 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     vault_bone = shell * (1.0 - 0.55 * diploe * np.clip(1.0 + mottle, 0.2, 1.8))
     # the vault stops at the skull base: anterior fossa at about -20 mm, the middle fossa deeper at the sides
     # (-38 mm) with the sphenoid body raised in the middle, the posterior fossa lowest (-50 mm)
-    middle_raise = 10.0 * np.exp(-((x / 17.0) ** 2)) * _sigmoid((y + 12.0) / 5.0) * _sigmoid((28.0 - y) / 5.0)
-    base_level = -38.0 + 18.0 * _sigmoid((y - 28.0) / 7.0) - 12.0 * _sigmoid((-22.0 - y) / 9.0) + middle_raise
-    base_level = base_level + 2.0 * bumps(c)
+    base_level = skull_base_level(c, bumps)
     keep = _edge(base_level - z, 2.0 * h)
     bone[sl] = np.maximum(bone[sl], vault_bone * keep)
     brain_region = inner_boundary * keep
@@ -214,9 +273,8 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     foramen = np.exp(-((x / 15.0) ** 2) - (((y + 22.0) / 17.0) ** 2))  # foramen magnum
     posterior_thin = 1.0 - 0.4 * _sigmoid((-22.0 - y) / 6.0)  # the occipital floor is thinner than the orbit roofs
     bone[sl] = np.maximum(bone[sl], floor * 0.75 * posterior_thin * (1.0 - np.clip(2.0 * foramen, 0, 1)))
-    del x, y, z, radial, s_surface, depth, occipital, temporal, frontal_crest, thickness, outer, inner_boundary
-    del shell, diploe, mottle, vault_bone, base_level, keep, brain_region, scalp, floor, foramen
-    del middle_raise, posterior_thin
+    del x, y, z, depth, thickness, outer, inner_boundary
+    del shell, diploe, mottle, vault_bone, base_level, keep, brain_region, scalp, floor, foramen, posterior_thin
 
     # lateral ventricles: CSF is brain-like for X-rays, drawn at a slightly lower density
     for sign in (-1.0, 1.0):
@@ -270,11 +328,7 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     capsule(air, (0.0, 5.0, -95.0), (0.0, 12.0, -170.0), 8.0, 8.0, 1.0)  # oropharynx and airway
 
     # ---------------------------------------------------------------- mandible and teeth
-    def arch(half_width, front_y, back_y, count):
-        """Points along a parabolic dental arch in the x-y plane."""
-        xs = np.linspace(-half_width, half_width, count, dtype=np.float32)
-        ys = front_y - (front_y - back_y) * (xs / half_width) ** 2
-        return np.stack([xs, ys], axis=1)
+    arch = dental_arch
 
     # the mandibular body: a swept tube whose lower border descends from the angles to the chin
     mandible_curve = arch(47.0 * face, 82.0 * face, 12.0, 17)
@@ -295,7 +349,7 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0) -> Hea
     missing = rng.random(32) < 0.08
     for row, (z_tip, z_root) in enumerate(((-92.0, -74.0), (-94.0, -112.0))):
         for i, (tx, ty) in enumerate(arch(31.0 * face, 76.0 * face, 22.0, 16)):
-            if missing[row * 16 + i]:
+            if missing[row * 16 + i] or not teeth:  # phantom v2 draws its teeth at full resolution instead
                 continue
             crown = np.array([tx, ty, z_tip + (z_root - z_tip) * 0.25], np.float32)
             root = np.array([tx, ty - 2.0, z_root], np.float32)

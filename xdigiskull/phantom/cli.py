@@ -27,13 +27,24 @@ def phantom(
     jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=10.0, help="Largest deviation (deg) of the "
                                                                               "simulator's angles from the real "
                                                                               "ones.")] = 1.5,
+    phantom_version: Annotated[int, typer.Option("--phantom-version", min=1, max=2, help="1: the phantom the "
+                                                 "shipped model was trained on (unchanged, byte for byte); 2: fine "
+                                                 "anatomy at the detector pitch, the flat detector's MTF, and "
+                                                 "landmarks and a bone mask in the manifest.")] = 1,
+    test_object: Annotated[str | None, typer.Option("--test-object", help="Render a test object instead of the "
+                                                    "head, in every class: 'edge' (a slanted tungsten edge on the "
+                                                    "detector, for MTF; one pose).")] = None,
 ) -> None:
     """Render the skull phantom as simulator screen captures and Azurion-like DICOM runs, with ground truth."""
     from xdigiskull.phantom.export import generate_exports  # scipy and the renderer load only when used
 
     start = time.perf_counter()
-    out = generate_exports(out_dir, views=views, seed=seed, detector=detector, frames=frames, catheter=catheter,
-                           jitter_deg=jitter, workers=workers)
+    try:
+        out = generate_exports(out_dir, views=views, seed=seed, detector=detector, frames=frames, catheter=catheter,
+                               jitter_deg=jitter, workers=workers, version=phantom_version, test_object=test_object)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
     seconds = time.perf_counter() - start
-    typer.echo(f"wrote {5 * views} exports ({views} poses x 5 classes) to {out} in {seconds:.1f} s; "
+    poses = 1 if test_object else views
+    typer.echo(f"wrote {5 * poses} exports ({poses} poses x 5 classes) to {out} in {seconds:.1f} s; "
                f"manifest: {out / 'manifest.csv'}")

@@ -5,11 +5,18 @@
     OUT/ground_truth/<pair_id>_<class>.png         16-bit noise-free render of the synthetic pose in each class's
                                                    appearance, cropped exactly to the square exposed field
     OUT/manifest.csv                               file,class,view,primary_angle,secondary_angle,pair_id,frames
+                                                   (+ landmarks,bone_mask with version=2)
+    OUT/labels/<pair_id>_bone_mask.png             version=2: 8-bit bone mask in the ground truth's frame
 
 One pose (pair_id) gives one export per class. Its real exports are rendered at the nominal C-arm angles; the
 simulator renders it at slightly jittered angles (recorded in the manifest), like a simulator that only
 approximates the real views. The ground truth of every class is rendered at the simulator's pose, so it is
 pixel-aligned with the simulator export's field.
+
+Two phantom versions: 1 (the default, byte for byte what the shipped model was trained on) and 2 (fine anatomy
+at the detector's pitch and the flat detector's MTF, `render_v2`; each export's landmarks at its own pose, in its
+field's pixels, and the pose's bone mask). `test_object="edge"` renders a slanted tungsten edge instead of the
+head (`test_objects`).
 """
 
 from __future__ import annotations
@@ -41,11 +48,16 @@ from xdigiskull.phantom.geometry import (
     pose_views,
 )
 from xdigiskull.phantom.projector import project, tube_chord_mm
+from xdigiskull.phantom.render_v2 import LABEL_COLUMNS, LABEL_FOLDER, PoseRendererV2, bone_mask_path
 from xdigiskull.image_io import atomic_write
 
 # hidden folder inside OUT where a run is rendered before its files are moved into place
 STAGING_FOLDER = ".phantom-partial"
 MANIFEST_COLUMNS: tuple[str, ...] = ("file", "class", "view", "primary_angle", "secondary_angle", "pair_id", "frames")
+# phantom v2 adds per-export labels: landmarks (JSON) and the pose's bone mask (a PNG path)
+MANIFEST_COLUMNS_V2: tuple[str, ...] = MANIFEST_COLUMNS + LABEL_COLUMNS
+PHANTOM_VERSIONS: tuple[int, ...] = (1, 2)
+TEST_OBJECTS: tuple[str, ...] = ("edge",)
 SYNTHETIC_CLASSES: tuple[str, ...] = ("synthetic_low", "synthetic_high")
 REAL_CLASSES: tuple[str, ...] = ("real_low", "real_normal", "real_exposure")
 
@@ -135,11 +147,14 @@ class _PoseRenderer:
         """Per-material mass thickness on the coarse grid, and the catheter's mass thickness at full resolution."""
         layout = self.layout
         thickness = project(self.head, beam, layout.coarse, DETECTOR_SIDE_MM)
-        catheter = None
-        if self.catheter is not None:
-            chord = tube_chord_mm(self.catheter, beam, layout.detector, DETECTOR_SIDE_MM, CATHETER_DIAMETER_MM)
-            catheter = chord * np.float32(0.1 * CATHETER_PLATINUM_DENSITY)
-        return thickness, catheter
+        return thickness, self.catheter_thickness(beam)
+
+    def catheter_thickness(self, beam: ConeBeam) -> np.ndarray | None:
+        """The catheter's platinum-equivalent mass thickness (g/cm^2) at full resolution, or None without one."""
+        if self.catheter is None:
+            return None
+        chord = tube_chord_mm(self.catheter, beam, self.layout.detector, DETECTOR_SIDE_MM, CATHETER_DIAMETER_MM)
+        return chord * np.float32(0.1 * CATHETER_PLATINUM_DENSITY)
 
     def real_expected(self, thickness: np.ndarray, catheter: np.ndarray | None, name: str) -> np.ndarray:
         """Noise-free expected quanta per detector pixel per frame for a real class, at full resolution."""
@@ -155,6 +170,10 @@ class _PoseRenderer:
     def unattenuated(self, name: str) -> float:
         """Quanta per pixel per frame of the open beam (I0 of the log conversion)."""
         return physics.open_beam_quanta(physics.ACQUISITIONS[name], self.layout.pixel_mm, SOURCE_TO_DETECTOR_MM)
+
+    def noisy_frame(self, expected: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
+        """One noisy frame of detected quanta."""
+        return physics.noisy_frame(expected, physics.ACQUISITIONS[name], rng)
 
     def real_noise_free(self, expected: np.ndarray, name: str) -> np.ndarray:
         """Processed (unwindowed) noise-free image of a real class."""
@@ -178,7 +197,7 @@ def _jittered(view: View, rng: np.random.Generator, jitter_deg: float) -> View:
     return View(view.name, primary, secondary)
 
 
-def _render_pose(renderer: _PoseRenderer, out: Path, seed: int, k: int, view: View, frames: int,
+def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int, k: int, view: View, frames: int,
                  jitter_deg: float) -> list[dict[str, object]]:
     """Render and write the five exports and five ground truths of pose k; returns its manifest rows."""
     layout = renderer.layout
@@ -209,7 +228,7 @@ def _render_pose(renderer: _PoseRenderer, out: Path, seed: int, k: int, view: Vi
                                         expected > 0.9 * unattenuated)
         stack = np.empty((frames, layout.detector, layout.detector), np.uint16)
         for f in range(frames):
-            quanta = physics.noisy_frame(expected, acquisition, rng)
+            quanta = renderer.noisy_frame(expected, name, rng)
             processed = appearance.vendor_process(appearance.log_signal(quanta, unattenuated), processing)
             stack[f] = appearance.to_12bit(appearance.to_display(processed, window, processing.gamma))
         appearance.apply_shutters(stack, field, rng)
@@ -233,7 +252,8 @@ def _render_pose(renderer: _PoseRenderer, out: Path, seed: int, k: int, view: Vi
         relative = f"azurion/{dose}/{view.name}_{pair_id}.dcm"
         write_xa(out / relative, stack, header, transfer_syntax_for(3 * k + REAL_CLASSES.index(name)))
         rows.append({"file": relative, "class": name, "view": view.name, "primary_angle": view.primary,
-                     "secondary_angle": view.secondary, "pair_id": pair_id, "frames": frames})
+                     "secondary_angle": view.secondary, "pair_id": pair_id, "frames": frames,
+                     **_label_columns(renderer, real_thickness, field, pair_id)})
 
         truth_expected = renderer.real_expected(synthetic_thickness, synthetic_catheter, name)
         truth_processed = renderer.real_noise_free(truth_expected, name)
@@ -252,9 +272,21 @@ def _render_pose(renderer: _PoseRenderer, out: Path, seed: int, k: int, view: Vi
         _write_png(out / relative, capture)
         rows.append({"file": relative, "class": name, "view": view.name,
                      "primary_angle": synthetic_view.primary, "secondary_angle": synthetic_view.secondary,
-                     "pair_id": pair_id, "frames": 1})
+                     "pair_id": pair_id, "frames": 1, **_label_columns(renderer, synthetic_thickness, field, pair_id)})
         _write_png(out / "ground_truth" / f"{pair_id}_{name}.png", _to_16bit(display))
+    if isinstance(renderer, PoseRendererV2):
+        # the bone mask is drawn in the ground truth's frame (the simulator's pose), like every ground truth
+        _write_png(out / bone_mask_path(pair_id), renderer.bone_mask(synthetic_thickness, field))
     return rows
+
+
+def _label_columns(renderer: _PoseRenderer | PoseRendererV2, thickness, field: tuple[slice, slice],
+                   pair_id: str) -> dict[str, str]:
+    """Phantom v2's label columns of one export (its landmarks at its own pose, the pose's bone mask); none for
+    v1."""
+    if not isinstance(renderer, PoseRendererV2):
+        return {}
+    return {"landmarks": renderer.landmarks(thickness.beam, field), "bone_mask": bone_mask_path(pair_id)}
 
 
 def generate_exports(
@@ -267,6 +299,8 @@ def generate_exports(
     jitter_deg: float = 1.5,
     workers: int = 2,
     progress: bool = True,
+    version: int = 1,
+    test_object: str | None = None,
 ) -> Path:
     """Render the skull phantom and write raw exports of all five classes for `views` poses.
 
@@ -284,11 +318,20 @@ def generate_exports(
         jitter_deg: largest deviation (deg) of the simulator's angles from the real ones; 0 for identical poses.
         workers: poses rendered at the same time (threads); the output does not depend on it.
         progress: show a progress bar.
+        version: 1, the phantom the shipped model was trained on (kept byte for byte), or 2: fine anatomy at the
+            detector's pitch, the flat detector's MTF and the focal spot, scatter per class, and labels
+            (landmarks and a bone mask per pose, in the manifest's `landmarks` and `bone_mask` columns).
+        test_object: instead of the head, render a test object in every class: "edge", a slanted tungsten edge
+            on the detector (IEC 62220-1 style) for MTF measurements (one pose; see `test_objects`).
 
     Returns:
         The output folder, as a Path.
     """
     _check_options(views=views, detector=detector, frames=frames, workers=workers, jitter_deg=jitter_deg)
+    if version not in PHANTOM_VERSIONS:
+        raise ValueError(f"version must be one of {PHANTOM_VERSIONS}, got {version}")
+    if test_object is not None and test_object not in TEST_OBJECTS:
+        raise ValueError(f"test_object must be one of {TEST_OBJECTS} or None, got {test_object!r}")
     out = Path(out_dir)
     previous = _previous_run_files(out)  # checked first: refuse a folder of someone else's files before rendering
     # render into a hidden staging folder and move the files into place at the end: an interrupted run leaves
@@ -297,12 +340,19 @@ def generate_exports(
     if staging.exists():
         shutil.rmtree(staging)
     for folder in ("simulator/low", "simulator/high", "azurion/low", "azurion/normal", "azurion/exposure",
-                   "ground_truth"):
+                   "ground_truth") + ((LABEL_FOLDER,) if version == 2 and test_object is None else ()):
         (staging / folder).mkdir(parents=True, exist_ok=True)
 
     layout = export_layout(detector)
-    head = make_head(seed, voxels=176 if detector >= 512 else 120)
+    if test_object == "edge":
+        from xdigiskull.phantom.test_objects import render_edge  # noqa: PLC0415 (only this mode needs it)
+
+        _publish(render_edge(staging, layout, seed, frames, version), staging, out, previous, MANIFEST_COLUMNS)
+        return out
+    head = make_head(seed, voxels=176 if detector >= 512 else 120, teeth=version == 1)
     renderer = _PoseRenderer(head, layout, catheter_path(seed) if catheter else None)
+    if version == 2:
+        renderer = PoseRendererV2(head, layout, renderer.catheter, renderer)
     poses = pose_views(views, np.random.default_rng([seed, 1]))
 
     def render(k: int) -> list[dict[str, object]]:
@@ -315,7 +365,7 @@ def generate_exports(
         results = pool.map(render, range(views)) if pool is not None else map(render, range(views))
         for pose_rows in tqdm(results, total=views, desc="phantom poses", unit="pose", disable=not progress):
             rows.extend(pose_rows)
-    _publish(rows, staging, out, previous)
+    _publish(rows, staging, out, previous, MANIFEST_COLUMNS if version == 1 else MANIFEST_COLUMNS_V2)
     return out
 
 
@@ -332,11 +382,12 @@ def _check_options(views: int, detector: int, frames: int, workers: int, jitter_
         raise ValueError(f"jitter_deg must be between 0 and 10, got {jitter_deg}")
 
 
-def _publish(rows: list[dict[str, object]], staging: Path, out: Path, previous: list[Path]) -> None:
+def _publish(rows: list[dict[str, object]], staging: Path, out: Path, previous: list[Path],
+             columns: tuple[str, ...]) -> None:
     """Write the manifest, replace the earlier run's files by the staged ones, and the manifest last (it marks
     a complete run)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_write(staging / "manifest.csv") as temporary:
@@ -363,16 +414,18 @@ def _previous_run_files(out: Path) -> list[Path]:
     if manifest.exists():
         with open(manifest, newline="") as handle:
             reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+            if tuple(reader.fieldnames or ()) not in (MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2):
                 raise ValueError(f"{manifest} is not a phantom manifest (columns {reader.fieldnames}); "
                                  "write the phantom into an empty or new folder")
             for row in reader:
                 previous.append(out / row["file"])
                 previous.append(out / "ground_truth" / f"{row['pair_id']}_{row['class']}.png")
+                if row.get("bone_mask"):
+                    previous.append(out / row["bone_mask"])
         previous.append(manifest)
     listed = set(previous)
-    foreign = [p for folder in ("simulator", "azurion", "ground_truth") for p in sorted((out / folder).rglob("*"))
-               if p.is_file() and p not in listed]
+    foreign = [p for folder in ("simulator", "azurion", "ground_truth", LABEL_FOLDER)
+               for p in sorted((out / folder).rglob("*")) if p.is_file() and p not in listed]
     if foreign:
         raise ValueError(f"{out} already holds {len(foreign)} file(s) that no phantom manifest lists, e.g. "
                          f"{foreign[0]}; write the phantom into an empty or new folder")

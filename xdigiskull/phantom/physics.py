@@ -121,14 +121,24 @@ def add_scatter_and_heel(transmission: np.ndarray, pitch_mm: float) -> np.ndarra
     Scatter follows a convolution model: each ray emits scatter in proportion to its primary times its
     attenuation length (T * -ln T: scatter made along the path that still escapes), spread by a broad Gaussian.
     """
+    scatter = scatter_field(transmission, pitch_mm, SCATTER_FRACTION)
+    return (transmission + scatter) * heel_profile(transmission.shape[0])[:, None]
+
+
+def scatter_field(transmission: np.ndarray, pitch_mm: float, fraction: float) -> np.ndarray:
+    """Grid-filtered scatter relative to the unattenuated beam: each ray emits scatter in proportion to its
+    primary times its attenuation length (T * -ln T), spread by a broad Gaussian and scaled by `fraction`."""
     emitted = transmission * -np.log(np.clip(transmission, 1e-6, 1.0))
     # the kernel is broad: blur a 4x smaller copy, then bring it back
     rows, cols = transmission.shape
     small = cv2.resize(emitted, (cols // 4, rows // 4), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), SCATTER_SIGMA_MM / (4 * pitch_mm), borderType=cv2.BORDER_REFLECT)
-    scatter = SCATTER_FRACTION * cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
-    heel = 1.0 + HEEL_EFFECT * (0.5 - (np.arange(rows, dtype=np.float32) + 0.5) / rows)
-    return (transmission + scatter) * heel[:, None]
+    return fraction * cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def heel_profile(rows: int) -> np.ndarray:
+    """Relative intensity of the anode heel effect down the image rows (cathode side at the top)."""
+    return 1.0 + HEEL_EFFECT * (0.5 - (np.arange(rows, dtype=np.float32) + 0.5) / rows)
 
 
 def open_beam_quanta(acquisition: Acquisition, pixel_mm: float, source_to_detector_mm: float) -> float:

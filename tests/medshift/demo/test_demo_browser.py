@@ -17,11 +17,12 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from medshift.demo_app import IMAGE_SIZE, phantom_examples
+from medshift.demo_app import IMAGE_SIZE, TAU_SWEEP, phantom_examples
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+By = pytest.importorskip("selenium.webdriver.common.by").By
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
@@ -47,8 +48,15 @@ def _fetch(url: str) -> np.ndarray:
         return np.asarray(PIL.Image.open(io.BytesIO(response.read())).convert("L"), dtype=np.int16)
 
 
+def _slider_images(driver) -> list:
+    shown = "return arguments[0].complete && arguments[0].naturalWidth"
+    found = driver.find_elements(By.CSS_SELECTOR, "#before-after img")
+    return found if len(found) == 2 and all(driver.execute_script(shown, image) for image in found) else []
+
+
 def test_upload_translate_and_see_the_slider(browser, demo_url, examples_dir, tmp_path):
-    from selenium.webdriver.common.by import By
+    """Translate and τ sweep pressed together both finish (one job at a time, none broken); a new upload clears the
+    results; an error's text stays on the page."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, TIMEOUT)
@@ -56,22 +64,31 @@ def test_upload_translate_and_see_the_slider(browser, demo_url, examples_dir, tm
     browser.get(demo_url)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(example))
-    wait.until(lambda d: example.name in d.find_element(By.TAG_NAME, "body").text)  # the upload has arrived
+    wait.until(lambda d: example.stem in d.find_element(By.ID, "upload").text)  # the upload has arrived
 
     browser.find_element(By.ID, "translate-button").click()
-    shown = "return arguments[0].complete && arguments[0].naturalWidth"
-    images = wait.until(
-        lambda d: (found := d.find_elements(By.CSS_SELECTOR, "#before-after img"))
-        and len(found) == 2
-        and all(d.execute_script(shown, image) for image in found)
-        and found
-    )
+    browser.find_element(By.ID, "sweep-button").click()
+    images = wait.until(_slider_images)
     assert [browser.execute_script("return arguments[0].naturalWidth", image) for image in images] == [IMAGE_SIZE] * 2
     before, after = (_fetch(image.get_attribute("src")) for image in images)
     assert np.abs(before - after).mean() > 1.0  # the slider shows a translation, not the input twice
     assert "real_normal" in browser.find_element(By.ID, "download").text  # the 16-bit PNG is offered
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tau-sweep img")) >= len(TAU_SWEEP))  # the sweep too
+    assert not browser.find_element(By.ID, "status").text.strip()
 
     screenshot = Path(os.environ.get("MEDSHIFT_DEMO_SCREENSHOT") or tmp_path / "demo.png")
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(screenshot))
     assert PIL.Image.open(screenshot).size[0] > 0
+
+    # a new upload: the previous result and its download go; its error stays readable under the buttons
+    broken = tmp_path / "truncated.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    browser.find_element(By.CSS_SELECTOR, "#upload button[aria-label='Clear']").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(broken))
+    wait.until(lambda d: broken.stem in d.find_element(By.ID, "upload").text)
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#before-after img") and "real_normal" not in d.find_element(By.ID, "download").text)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#tau-sweep img")
+    browser.find_element(By.ID, "translate-button").click()
+    wait.until(lambda d: "truncated.png: image cannot be decoded" in d.find_element(By.ID, "status").text)

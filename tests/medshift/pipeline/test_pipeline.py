@@ -383,3 +383,40 @@ def test_vae_sees_its_own_padding_and_the_unet_its_own(tiny_pipeline):
     assert out.shape == (1, 72, 72, 1)
     assert seen["vae"] == [(72, 72), (9, 9)]  # encoder input in pixels, decoder input in latent cells
     assert seen["unet"] and set(seen["unet"]) == {(10, 10)}
+
+
+# ---------------------------------------------------------------- the input contract and threads
+
+
+def test_the_input_contract_is_checked_by_the_call(tiny_pipeline):
+    image = skull_like(32, 32)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\], got values in \[1\d\d\.\d+, 2\d\d\.\d+\]"):
+        tiny_pipeline(image * 255, target="real_normal")
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        tiny_pipeline(image * 2 - 1, target="real_normal")
+    with pytest.raises(ValueError, match="bits_stored must be an integer from 1 to 16"):
+        tiny_pipeline(image, target="real_normal", bits_stored=20)
+    twelve = np.round(image * 4095).astype(np.uint16)
+    by_bits = tiny_pipeline(twelve, target="real_normal", bits_stored=12, output_type="np").images
+    as_float = tiny_pipeline(twelve / np.float32(4095), target="real_normal", output_type="np").images
+    assert np.allclose(by_bits, as_float, atol=1e-6)
+    assert tiny_pipeline(twelve, target="real_normal", bits_stored=12).images[0].mode == "I;16"
+
+
+def test_threads_sharing_one_pipeline_get_the_sequential_results(tiny_pipeline):
+    """4 threads x 3 calls on one pipeline (each call its own scheduler state) == the same calls one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(skull_like(48, 48, seed=seed), tau, solver) for seed, tau, solver in
+            [(0, 0.3, "euler"), (1, 0.6, "heun"), (2, 0.45, "midpoint"), (3, 0.5, "rk4")] * 3]  # fmt: skip
+
+    def run(job):
+        image, tau, solver = job
+        return tiny_pipeline(image, target="real_normal", source="synthetic_low", tau=tau, solver=solver,
+                             num_inference_steps=6, output_type="np").images  # fmt: skip
+
+    sequential = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, jobs))
+    for one, other in zip(sequential, threaded):
+        assert np.array_equal(one, other)

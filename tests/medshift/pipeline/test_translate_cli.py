@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import json
+import shlex
+
 import numpy as np
 import PIL.Image
+import pytest
 from typer.testing import CliRunner
 
 from medshift.cli import app
+from medshift.model_location import DEMO_CHECKPOINT, MODEL_ENV
+from xdigiskull.cli import app as xdigiskull_app
 
 runner = CliRunner()
 
@@ -28,7 +34,8 @@ def test_translate_files_and_folders(saved_tiny_pipeline, tmp_path):
     single = write_png(tmp_path / "c.png", 20, 24)
     out = tmp_path / "out"
     result = runner.invoke(
-        app, ["translate", str(folder), str(single), "--target", "real_normal", "--tau", "0.6", "--model", saved_tiny_pipeline, "--out", str(out)]
+        app, ["translate", str(folder), str(single), "--target", "real_normal", "--tau", "0.6", "--model", saved_tiny_pipeline, "--out", str(out),
+         "--no-prepare"]
     )
     assert result.exit_code == 0, result.output
     a = PIL.Image.open(out / "a.png")
@@ -44,12 +51,12 @@ def test_bad_file_is_reported_and_the_rest_translated(saved_tiny_pipeline, tmp_p
     folder = tmp_path / "in"
     folder.mkdir()
     write_png(folder / "good.png", 32, 32)
-    (folder / "broken.png").write_bytes(b"garbage")
+    (folder / "broken[b].png").write_bytes(b"garbage")  # [b] would be eaten as rich markup if not escaped
     out = tmp_path / "out"
-    result = runner.invoke(app, ["translate", str(folder), "--target", "real_low", "--model", saved_tiny_pipeline, "--out", str(out)])
+    result = runner.invoke(app, ["translate", str(folder), "--target", "real_low", "--model", saved_tiny_pipeline, "--out", str(out), "--no-prepare"])
     assert result.exit_code == 1
-    assert "broken.png" in result.output
-    assert (out / "good.png").is_file() and not (out / "broken.png").exists()
+    assert "broken[b].png" in result.output
+    assert (out / "good.png").is_file() and not (out / "broken[b].png").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -69,7 +76,7 @@ def test_inversion_guidance_option_reaches_the_pipeline(saved_tiny_pipeline, tmp
 
     image = write_png(tmp_path / "in.png", 32, 32)
     common = ["translate", str(image), "--target", "real_normal", "--source", "synthetic_low", "--guidance-scale", "3",
-              "--model", saved_tiny_pipeline]  # fmt: skip
+              "--model", saved_tiny_pipeline, "--no-prepare"]  # fmt: skip
     for name, extra in (("default", []), ("guided", ["--inversion-guidance-scale", "3"])):
         result = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
@@ -78,3 +85,47 @@ def test_inversion_guidance_option_reaches_the_pipeline(saved_tiny_pipeline, tmp
     guided = np.asarray(PIL.Image.open(tmp_path / "guided" / "in.png"))
     assert np.array_equal(guided, np.asarray(expected))
     assert not np.array_equal(guided, np.asarray(PIL.Image.open(tmp_path / "default" / "in.png")))
+
+
+# the README's "From raw exports to a translated image", steps 1, 2 and 4 as written (fewer poses: the command's
+# shape is the same); step 3, `xdigiskull push`, needs a Hub and is tested with the Hub code
+README_STEPS = [
+    (xdigiskull_app, "xdigiskull phantom raw --views 2 --seed 0"),
+    (xdigiskull_app, "xdigiskull build raw --out x-digiskull"),
+    (app, "medshift translate raw/simulator/low --target real_normal --out translated/"),
+]
+
+
+@pytest.fixture(scope="module")
+def reconstructing_pipeline(tmp_path_factory) -> str:
+    """The demo checkpoint's VAE with a default tau of 1 (the output is its reconstruction: no UNet call) at 128 px:
+    fast, and it keeps the input's layout, so a margin left in the input would show in the output."""
+    folder = tmp_path_factory.mktemp("reconstructing")
+    for component in ("vae", "unet", "scheduler"):
+        (folder / component).symlink_to(DEMO_CHECKPOINT / component, target_is_directory=True)
+    index = json.loads((DEMO_CHECKPOINT / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_tau": 1.0, "resolution": 128}))
+    return str(folder)
+
+
+def test_the_readme_steps_give_780_translations_without_margin(reconstructing_pipeline, tmp_path, monkeypatch):
+    from xdigiskull.prepare import load_prepared
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(MODEL_ENV, reconstructing_pipeline)  # the command names no model: the default is used
+    for command_app, line in README_STEPS:
+        result = runner.invoke(command_app, shlex.split(line)[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+    outputs = sorted((tmp_path / "translated").glob("*.png"))
+    assert [p.name for p in outputs] == sorted(p.with_suffix(".png").name for p in (tmp_path / "raw/simulator/low").iterdir())
+    assert (tmp_path / "x-digiskull" / "README.md").is_file()
+    for output in outputs:
+        translated = np.asarray(PIL.Image.open(output), dtype=np.float64)
+        assert translated.shape == (780, 780)
+        # the builder's reading of the same export (field-cropped): the translation lies on it, not on the screen capture
+        prepared = load_prepared(tmp_path / "raw/simulator/low" / output.name)[0]
+        screen = np.asarray(PIL.Image.open(tmp_path / "raw/simulator/low" / output.name).convert("L").resize((780, 780)), dtype=np.float64)
+        assert np.corrcoef(translated.ravel(), prepared.ravel())[0, 1] > 0.9 > np.corrcoef(translated.ravel(), screen.ravel())[0, 1]
+    result = runner.invoke(app, ["translate", "raw/simulator/low", "--target", "real_normal", "--out", "as-is", "--no-prepare"])
+    assert result.exit_code == 0, result.output
+    assert PIL.Image.open(next((tmp_path / "as-is").glob("*.png"))).size == (1224, 982)  # the screen capture, margin and all

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medshift.training.data import XDigiSkullImages, load_split, random_crop
-from xdigiskull.image_io import resize_square, to_unit_float
+from medshift.image_processor import resize_square, to_unit_float
 
 
 def test_load_split_reads_images_and_labels(tiny_dataset):
