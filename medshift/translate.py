@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from medshift.model_location import default_model
-from medshift.training.common import config_command, option
+from xdigiskull.command_line import config_command, option
 from xdigiskull.image_io import IMAGE_SUFFIXES, atomic_write, is_dicom
 
 def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
@@ -57,8 +57,8 @@ FORMATS = ("png", "dicom")
 class TranslateConfig:
     """Everything `medshift translate` needs, with its defaults; the command has one option per field."""
 
-    target: str = field(metadata=option("Class to translate into, e.g. real_normal.", param_decls=("--target", "-t"), show_default=False))
-    out: Path = field(metadata=option("Output folder: one PNG (or DICOM) per input file, or a dataset in the Hub layout for --dataset.", param_decls=("--out", "-o"), show_default=False))
+    target: str = field(metadata=option("Class to translate into, e.g. real_normal.", "--target", "-t", show_default=False))
+    out: Path = field(metadata=option("Output folder: one PNG (or DICOM) per input file, or a dataset in the Hub layout for --dataset.", "--out", "-o", show_default=False))
     inputs: list[Path] | None = field(default=None, metadata=option("Image files (PNG, TIFF, JPEG, BMP), DICOM files or folders of them (or --dataset).", argument=True, show_default=False, metavar="INPUT"))
     dataset: str | None = field(default=None, metadata=option("A built X-DigiSkull (folder or Hub dataset id) to translate instead of files: the --source rows of --split become a dataset in the same layout, with provenance columns and a card."))
     split: str = field(default="train", metadata=option("Split of --dataset to translate."))
@@ -73,7 +73,7 @@ class TranslateConfig:
     encode: str = field(default="ode", metadata=option("'ode' (MedShift inversion) or 'noise' (SDEdit baseline)."))
     seed: int = field(default=0, metadata=option("Random seed (used by --encode noise; with --dataset row i uses seed + i)."))
     processing_resolution: int | None = field(default=None, metadata=option("Longer side at which the model works; default its training resolution (outputs are resized back to the input size)."))
-    prepare: bool = field(default=True, metadata=option("Read files like the dataset builder: display conversion, crop to the exposed field, 780 x 780 (raw exports). --no-prepare: take images as they are (DICOM: field crop only).", param_decls=("--prepare/--no-prepare",)))
+    prepare: bool = field(default=True, metadata=option("Read files like the dataset builder: display conversion, crop to the exposed field, 780 x 780 (raw exports). --no-prepare: take images as they are (DICOM: field crop only).", "--prepare/--no-prepare"))
     format: str = field(default="png", metadata=option("Output of file inputs: 'png', or 'dicom' (a derived Secondary Capture for each DICOM input, PNG for the others)."))
     batch_size: int = field(default=8, metadata=option("Images per pipeline call with --dataset.", min=1))
     rows_per_shard: int = field(default=100, metadata=option("Rows per output shard with --dataset (the unit a killed run resumes from).", min=1))

@@ -1,12 +1,15 @@
 """Benchmark `xdigiskull build`: images per second and peak memory for 1024x1024 12-bit DICOM -> 780x780 PNG.
 
 Writes N single-frame XA files like the phantom's Azurion exports (12-bit, dark shutter bands with matching
-shutter tags, a window) under a scratch folder, then builds them and prints the figures. To reach 20k files
-without 40 GB of disk, a pool of distinct files is hard-linked under N names (every file is still read and
-decoded in full; the page cache serves the repeats, as it would on a warm archive).
+shutter tags, a window) under a scratch folder, then builds them and prints the figures. Each of the N files
+is a copy of one of a pool of distinct images with its own SOPInstanceUID and a few pixels of its own, so no
+file is a duplicate of another (the builder writes a copy once). To reach 20k files without 40 GB of disk,
+`--links` hard-links the pool under N names instead (every file is still read and decoded in full, and the
+copies are reported ``duplicate-of``; images/s counts them).
 
     python scripts/bench_build.py --n 1000 --n 5000 --num-proc 2
     python scripts/bench_build.py --n 0 --stages     # where a worker's time goes, step by step
+    python scripts/bench_build.py --n 1000 --against main   # this checkout vs another commit, same files, one run
 
 Goal (issue 4): >= 150 images/s on 2 cores, peak RSS < 1 GiB and flat from 1k to 20k images.
 """
@@ -16,6 +19,9 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,8 +34,7 @@ import typer
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
 
-from xdigiskull.build import build_dataset
-from xdigiskull.processing import BuildOptions
+from xdigiskull.build import BuildConfig, build_dataset
 
 DOSES = ("low", "normal", "exposure")
 
@@ -50,6 +55,7 @@ def write_pool(folder: Path, count: int, side: int = 1024, seed: int = 0) -> lis
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
         ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = pool_uid(index)  # fixed length: copies get their own (see make_raw)
         ds.SOPClassUID = XRayAngiographicImageStorage
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         ds.Modality = "XA"
@@ -71,16 +77,40 @@ def write_pool(folder: Path, count: int, side: int = 1024, seed: int = 0) -> lis
     return paths
 
 
-def make_raw(folder: Path, pool: list[Path], n: int) -> None:
-    """N files under azurion/<dose>/, hard links to the pool (copies where links are not possible)."""
+def pool_uid(index: int, copy: int = 0) -> str:
+    """The SOPInstanceUID of pool file `index`'s copy `copy`: always 38 characters (no component may start with
+    0), so that a copy is a byte patch."""
+    return f"1.2.826.0.1.3680043.10.1.{1000 + index}.{1000000 + copy}"
+
+
+# where a copy's own pixels go: a row of MARK_BITS pixels in the exposed field, each dark or bright by a bit of
+# the copy's number (a difference the 780-pixel output keeps)
+MARK_ROW, MARK_COLUMN, MARK_BITS = 512, 400, 20
+
+
+def make_raw(folder: Path, pool: list[Path], n: int, links: bool = False) -> None:
+    """N files under azurion/<dose>/: copies of the pool, each with its own SOPInstanceUID and pixel mark
+    (with `links`, hard links to the pool: duplicates of one another)."""
+    templates = [path.read_bytes() for path in pool] if not links else []
     for index in range(n):
         target = folder / "azurion" / DOSES[index % 3] / f"run-{index:06d}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
         source = pool[index % len(pool)]
-        try:
-            os.link(source, target)
-        except OSError:
+        if links:
+            try:
+                os.link(source, target)
+                continue
+            except OSError:
+                pass
+        if not templates:
             shutil.copyfile(source, target)
+            continue
+        data = bytearray(templates[index % len(pool)].replace(pool_uid(index % len(pool)).encode(), pool_uid(index % len(pool), index).encode()))
+        side = 1024
+        start = len(data) - 2 * side * side + 2 * (MARK_ROW * side + MARK_COLUMN)
+        mark = np.array([3800 if index >> bit & 1 else 300 for bit in range(MARK_BITS)], "<u2").tobytes()
+        data[start : start + len(mark)] = mark
+        target.write_bytes(data)
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -167,6 +197,8 @@ def main(
     distinct: int = typer.Option(64, help="Distinct DICOM files behind the N names."),
     workdir: Path = typer.Option(None, help="Scratch folder [default: a temporary folder, removed afterwards]."),
     stages: bool = typer.Option(False, "--stages", help="Also time each step of a worker on one core."),
+    links: bool = typer.Option(False, "--links", help="Hard-link the pool under N names (duplicates) instead of writing N distinct copies."),
+    against: str = typer.Option(None, help="A git commit to compare with: both build the same files, alternately, twice each."),
 ) -> None:
     """Print images/s and peak RSS of `build_dataset` for each N."""
     scratch = Path(workdir or tempfile.mkdtemp(prefix="bench-build-"))
@@ -185,21 +217,25 @@ def main(
         for count in (count for count in n if count > 0):  # --n 0: only the --stages figures
             raw = scratch / f"raw-{count}"
             shutil.rmtree(raw, ignore_errors=True)
-            make_raw(raw, pool, count)
+            make_raw(raw, pool, count, links=links)
+            if against:
+                compare_commits(raw, scratch, against, num_proc)
+                shutil.rmtree(raw)
+                continue
             out = scratch / f"out-{count}"
             cpu_before = _cpu_seconds()
             with PeakMemory() as memory:
                 started = time.perf_counter()
-                summary = build_dataset(
-                    raw, out, options=BuildOptions(), num_proc=num_proc, progress=False, report=scratch / f"report-{count}.json"
-                )
+                summary = build_dataset(BuildConfig(raw_dir=raw, out=out, num_proc=num_proc, report=scratch / f"report-{count}.json"), progress=False)
                 seconds = time.perf_counter() - started
             cpu_after = _cpu_seconds()
-            main_ms, workers_ms = (1000 * (a - b) / max(1, summary.frames_written) for a, b in zip(cpu_after, cpu_before))
+            images = summary.frames_written + summary.skip_reasons.get("duplicate-of", 0)  # decoded and encoded alike
+            main_ms, workers_ms = (1000 * (a - b) / max(1, images) for a, b in zip(cpu_after, cpu_before))
             cpu_ms = main_ms + workers_ms
             size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
             print(
-                f"N={count}: {summary.frames_written} images in {seconds:.1f} s = {summary.frames_written / seconds:.1f} images/s; "
+                f"N={count}: {images} images in {seconds:.1f} s = {images / seconds:.1f} images/s "
+                f"({summary.frames_written} written); "
                 f"peak RSS main {memory.peak_main / 2**20:.0f} MiB, main+workers {memory.peak_total / 2**20:.0f} MiB; "
                 f"shards {size / 2**20:.0f} MiB"
             )
@@ -213,6 +249,37 @@ def main(
     finally:
         if workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare_commits(raw: Path, scratch: Path, commit: str, num_proc: int, rounds: int = 3) -> None:
+    """Build `raw` with `xdigiskull build` from a checkout of `commit` and from this checkout, alternately, and
+    print the wall times (each a fresh process: imports and pool start-up included, as a user sees them) and
+    the CPU times of the build and its workers (less disturbed than wall time when other jobs share the cores)."""
+    root = Path(__file__).resolve().parent.parent
+    other = scratch / "other-checkout"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(other), commit], check=True, capture_output=True)
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in (commit, "this checkout")}
+    try:
+        for _ in range(rounds):
+            for name, source in ((commit, other), ("this checkout", root)):
+                out = scratch / "compare-out"
+                command = [sys.executable, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(out), "--num-proc", str(num_proc)]
+                env = {**os.environ, "PYTHONPATH": str(source)}
+                cpu_before, started = sum(_cpu_seconds()), time.perf_counter()
+                subprocess.run(command, env=env, check=True, capture_output=True)
+                times[name]["wall"].append(time.perf_counter() - started)
+                times[name]["cpu"].append(sum(_cpu_seconds()) - cpu_before)  # the build and its workers (reaped)
+                shutil.rmtree(out)
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(other)], check=False)
+    for name, figures in times.items():
+        print(
+            f"{name}: wall " + ", ".join(f"{v:.1f}" for v in figures["wall"]) + f" s (median {statistics.median(figures['wall']):.1f}); "
+            "CPU " + ", ".join(f"{v:.1f}" for v in figures["cpu"]) + f" s (median {statistics.median(figures['cpu']):.1f})"
+        )
+    for kind in ("wall", "cpu"):
+        ratio = statistics.median(times["this checkout"][kind]) / statistics.median(times[commit][kind])
+        print(f"this checkout / {commit}, {kind} time: {ratio:.3f} (goal: within 5 %)")
 
 
 if __name__ == "__main__":

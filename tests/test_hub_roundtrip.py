@@ -22,9 +22,8 @@ import pytest
 from datasets import Image, load_dataset
 from hub_server import HubServer
 
-from xdigiskull.build import build_dataset
+from xdigiskull.build import BuildConfig, build_dataset
 from xdigiskull.phantom.export import generate_exports
-from xdigiskull.processing import BuildOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_TESTTOKENthatmustneverbeprinted123"
@@ -78,7 +77,7 @@ def local_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hub-dataset")
     raw = generate_exports(root / "raw", views=2, seed=3, detector=384, frames=1, workers=1, progress=False)
     out = root / "x-digiskull"
-    build_dataset(raw, out, options=BuildOptions(size=128), split="0.5,0.5,0", seed=0, progress=False)
+    build_dataset(BuildConfig(raw_dir=raw, out=out, size=128, split="0.5,0.5,0", seed=2), progress=False)  # seed 2: one pose in each split
     (out / ".x-digiskull.partial").write_text("leftover")  # hidden files never go up
     return out
 

@@ -2,34 +2,45 @@
 
 Stages, each a function testable on its own: list the raw files and label them (class, view, pose:
 `list_and_label`); split the poses into train/validation/test (grouped by pair id, else view, so no pose
-is in two splits; deterministic from the seed: `split_files`); read, crop and encode every selected frame
-in a process pool (`xdigiskull.processing.process_file`); stream the rows into parquet shards
-(`write_outcomes`); write the card (`finish_dataset`) and the report (`xdigiskull.report`). A file that
-cannot be used, for whatever reason, becomes its entry in the report and the build goes on.
+is in two splits; each group's split is a keyed hash of its name, so it stays put when files are added:
+`split_files`); read, crop and encode every selected frame in a process pool that survives a dying worker
+(`xdigiskull.processing.process_file`, `xdigiskull.worker_pool`); stream the rows into parquet shards,
+dropping copies of images already written (`write_outcomes`); write the card (`finish_dataset`) and the
+report (`xdigiskull.report`). A file that cannot be used, for whatever reason, becomes its entry in the
+report and the build goes on.
 
-Everything is written into a temporary folder beside the target and renamed at the end, so a killed
-build leaves no half dataset and never damages an existing one.
+Everything is written into ``.<OUT>.partial/`` beside the target and renamed at the end, so a killed build
+leaves no half dataset and never damages an existing one; the outcomes of finished files are journalled
+there (`xdigiskull.journal`), so ``--resume`` continues a killed build.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import hashlib
-import multiprocessing
 import os
 import shutil
-from collections import deque
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import typer
+from rich.markup import escape
 from tqdm.auto import tqdm
 
+try:
+    import fcntl  # a build's work folder is locked, so two builds into one --out cannot mix their work
+except ImportError:  # Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
+from xdigiskull.build_config import BuildConfig
 from xdigiskull.card import CardInputs, make_sample_grid, write_card
 from xdigiskull.classes import CLASS_NAMES, SPLITS
+from xdigiskull.command_line import config_command
 from xdigiskull.deid import DEFAULT_SALT
+from xdigiskull.duplicates import DuplicateFilter
+from xdigiskull.journal import BuildJournal, listing_key, load_labels, plan_key, save_labels
 from xdigiskull.labels import LabelError, LabelInfo, Labeler, make_labeler
 from xdigiskull.processing import (
     BuildOptions,
@@ -38,16 +49,16 @@ from xdigiskull.processing import (
     LabelledFile,
     keep_freed_memory,
     label_file,
-    process_file,
     process_files,
     scan_files,
     worker_init,
 )
 from xdigiskull.reading import SourceError, is_supported_path, select_frames
 from xdigiskull.report import BuildSummary, skip_entry, skipped_frame, summarise, write_report
+from xdigiskull.worker_pool import WorkerPool, import_plugins
 from xdigiskull.writer import DEFAULT_MAX_SHARD_BYTES, SplitWriter
 
-__all__ = ["BuildError", "BuildOptions", "BuildSummary", "assign_splits", "build_dataset"]
+__all__ = ["BuildConfig", "BuildError", "BuildOptions", "BuildSummary", "assign_splits", "build_dataset"]
 
 # files in a raw folder that are notes, not images: not listed in the report at all
 IGNORED_SUFFIXES: frozenset[str] = frozenset({".csv", ".yaml", ".yml", ".json", ".txt", ".md", ".log"})
@@ -89,107 +100,153 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def assign_splits(groups: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
-    """Deal groups to splits: shuffle the sorted groups with `seed`, then cut by the fractions.
+def split_position(group: str, seed: int) -> float:
+    """Where a group falls in [0, 1): a keyed BLAKE2b hash of its name (the seed is the key), so it depends on
+    nothing else: no other file, and no file that could or could not be read."""
+    digest = hashlib.blake2b(group.encode("utf-8", "surrogateescape"), key=str(seed).encode("ascii"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
-    Counts are rounded by largest remainder; every split with a non-zero fraction gets at least one
-    group when there are enough groups.
+
+def assign_splits(groups: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """Deal groups to splits: a group goes to train when its `split_position` is below the train fraction, to
+    validation below train + validation, else to test.
+
+    A group's split never changes when others are added or removed. The price: the splits' sizes follow the
+    fractions only on average (each is binomial: with n groups, a split of fraction f holds f*n +- sqrt(n f (1 - f))
+    groups), so a small dataset can come out with an empty split (the build warns of it).
     """
-    unique = sorted(set(groups))
-    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
-    n = len(unique)
-    exact = [f * n for f in fractions]
-    counts = [int(np.floor(e)) for e in exact]
-    for i in sorted(range(3), key=lambda i: exact[i] - counts[i], reverse=True)[: n - sum(counts)]:
-        counts[i] += 1
-    for i in range(3):  # a requested split should not come out empty when it can be avoided
-        if fractions[i] > 0 and counts[i] == 0 and n >= sum(1 for f in fractions if f > 0):
-            donor = max(range(3), key=lambda j: counts[j])
-            counts[donor] -= 1
-            counts[i] += 1
+    train, validation = fractions[0], fractions[0] + fractions[1]
     assignment = {}
-    start = 0
-    for split, count in zip(SPLITS, counts):
-        for group in order[start : start + count]:
-            assignment[group] = split
-        start += count
+    for group in sorted(set(groups)):
+        position = split_position(group, seed)
+        assignment[group] = SPLITS[0] if position < train else SPLITS[1] if position < validation else SPLITS[2]
     return assignment
 
 
-def build_dataset(
-    raw_dir: str | Path,
-    out: str | Path = "x-digiskull",
-    *,
-    labels: str = "folders",
-    options: BuildOptions | None = None,
-    split: str = "0.8,0.1,0.1",
-    seed: int = 0,
-    num_proc: int = 1,
-    strict: bool = False,
-    report: str | Path | None = None,
-    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-    progress: bool = True,
-) -> BuildSummary:
+def empty_split_warnings(counts: dict[str, dict[str, int]], fractions: tuple[float, float, float], groups: int) -> list[str]:
+    """A warning for each split that was asked for (fraction > 0) but holds no image."""
+    warnings = []
+    for split, fraction in zip(SPLITS, fractions):
+        if fraction > 0 and not sum(counts[split].values()):
+            warnings.append(
+                f"split {split!r} is empty: none of the {groups} pose group(s) fell in its fraction {fraction:g} "
+                f"(splits are a hash of each pose, so small datasets drift from the fractions); load_dataset gives "
+                f"no {split!r} split. Add more poses, or give --split a larger {split} fraction (or 0 to mean none)"
+            )
+    return warnings
+
+
+def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary:
     """Build X-DigiSkull from a raw export folder. The Python side of `xdigiskull build`.
 
-    The stages, each a function of its own: `list_and_label`, `split_files`, `process_files` (in a pool),
+    The stages, each a function of its own: `list_and_label`, `split_files`, `process_chunks` (in a pool),
     `write_outcomes` and `finish_dataset`; the report is written whatever happens.
 
     Args:
-        raw_dir: folder of raw exports (``simulator|azurion/<dose>/`` or ``synthetic|real/<dose>/``).
-        out: dataset folder to create (replaced atomically if it exists).
-        labels: ``folders``, a manifest ``.csv`` or a rules ``.yaml`` (see `xdigiskull.labels`).
-        options: per-image options (frames, bit depth, size, upscale, burned-in masking, salt).
-        split: train,validation,test fractions.
-        seed: seed of the split assignment and of the row order within splits.
-        num_proc: worker processes (1 works in this process, for which
-            `xdigiskull.processing.keep_freed_memory` saves a third of the time per image).
-        strict: stop at the first skipped file or frame, naming it.
-        report: JSON report path (default ``<out>.report.json`` beside the dataset folder).
-        max_shard_bytes: image bytes per parquet shard.
+        config: every setting of the build (see `BuildConfig`: the raw folder, the target, labels, image
+            options, split fractions and seed, workers, ``resume``...).
         progress: show progress bars.
 
     Raises:
-        BuildError: nothing usable, or a skip under `strict`.
-        ValueError: bad arguments.
+        BuildError: nothing usable, or a skip under `config.strict`.
+        ValueError: bad settings.
     """
-    options = options or BuildOptions()
-    raw_dir, out_resolved = Path(raw_dir), Path(out).resolve()
-    fractions = check_arguments(raw_dir, Path(out), options, num_proc, split)
-    report_path = Path(report) if report is not None else out_resolved.parent / f"{out_resolved.name}.report.json"
-    labeler = make_labeler(labels, raw_dir)
+    options = config.image_options()
+    raw_dir, out_resolved = Path(config.raw_dir), Path(config.out).resolve()
+    fractions = check_arguments(raw_dir, Path(config.out), options, config.num_proc, config.split)
+    import_plugins(config.plugin_modules())  # here too: for in-process builds, and to name a bad module early
+    report_path = Path(config.report) if config.report is not None else out_resolved.parent / f"{out_resolved.name}.report.json"
+    labeler = make_labeler(config.labels, raw_dir)
     files = list_raw_files(raw_dir)
     entries: dict[str, dict] = {}
-    pool = _make_pool(min(num_proc, max(1, len(files) // FILES_PER_TASK)))  # no pool start-up for a handful
-    temp_dir = out_resolved.parent / f".{out_resolved.name}.tmp-{os.getpid()}"
+    workers = min(config.num_proc, max(1, len(files) // FILES_PER_TASK))  # no pool start-up for a handful
+    pool = WorkerPool(workers, worker_init, config.plugin_modules()) if workers > 1 else None
+    partial = out_resolved.parent / f".{out_resolved.name}.partial"
+    dataset_dir = partial / "dataset"
+    lock = _lock_work_folder(partial, Path(config.out))
     try:
-        labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
-        _check_strict(strict, entries)
+        labelled = _label_or_resume(raw_dir, files, labeler, entries, pool, partial / "labels.pkl", config.resume, progress)
+        _check_strict(config.strict, entries)
         if not labelled:
             raise BuildError(f"no labelled image files under {raw_dir} (see {report_path})")
-        ordered = split_files(labelled, fractions, seed)
-        if temp_dir.exists():
-            shutil.rmtree(temp_dir)
-        temp_dir.mkdir(parents=True)
-        outcomes = _run_process(ordered, options, pool)
+        ordered = split_files(labelled, fractions, config.seed)
+        journal = BuildJournal(partial / "journal", plan_key(_plan_settings(config, labeler.mode), ordered))
+        journal.start(config.resume)
+        shutil.rmtree(dataset_dir, ignore_errors=True)
+        dataset_dir.mkdir(parents=True)
         written = write_outcomes(
-            outcomes, temp_dir, entries, grid_pairs=grid_pairs(ordered), max_shard_bytes=max_shard_bytes, strict=strict, progress=progress
+            process_chunks(ordered, options, pool, journal),
+            dataset_dir,
+            entries,
+            grid_pairs=grid_pairs(ordered),
+            max_shard_bytes=config.max_shard_bytes,
+            strict=config.strict,
+            progress=progress,
         )
         if written.frames == 0:
             raise BuildError(f"no frame of {len(ordered)} labelled file(s) could be used (see {report_path})")
-        provenance = _provenance(options, labeler, fractions, seed)
-        fingerprint = finish_dataset(temp_dir, written, provenance)
-        _replace_folder(temp_dir, out_resolved)  # swap in atomically
+        fingerprint = finish_dataset(dataset_dir, written, _provenance(options, labeler, fractions, config.seed, written))
+        _replace_folder(dataset_dir, out_resolved)  # swap in atomically
+        shutil.rmtree(partial)
+    except KeyboardInterrupt:  # the journal stays for --resume
+        shutil.rmtree(dataset_dir, ignore_errors=True)
+        write_report(report_path, entries, None, labeler.mode)
+        raise
     except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         write_report(report_path, entries, None, labeler.mode)
         raise
     finally:
+        lock.close()
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    summary = summarise(Path(out), report_path, written.counts, entries, fingerprint)
+            pool.shutdown()
+    groups = sum(len(g) for g in written.groups.values())
+    summary = summarise(
+        Path(config.out), report_path, written.counts, entries, fingerprint, empty_split_warnings(written.counts, fractions, groups)
+    )
+    summary.resumed_files = min(len(ordered), journal.resumed_chunks * FILES_PER_TASK)  # only the last chunk is short
     write_report(report_path, entries, summary, labeler.mode)
     return summary
+
+
+def _label_or_resume(
+    raw_dir: Path, files: list[Path], labeler: Labeler, entries: dict[str, dict], pool, cache: Path, resume: bool, progress: bool
+) -> list[LabelledFile]:
+    """`list_and_label`, or, for a resume over the same files (paths, sizes and times) and labelling, its kept result."""
+    key = listing_key(repr(labeler), files)
+    kept = load_labels(cache, key) if resume else None
+    if kept is not None:
+        entries.update(kept[1])
+        return kept[0]
+    labelled = list_and_label(raw_dir, files, labeler, entries, pool=pool, progress=progress)
+    save_labels(cache, key, labelled, entries)
+    return labelled
+
+
+def _lock_work_folder(partial: Path, out: Path):
+    """Create the work folder and hold its lock (released when the returned file is closed).
+
+    Raises:
+        BuildError: another build holds it.
+    """
+    partial.mkdir(parents=True, exist_ok=True)
+    handle = open(partial / "lock", "w")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise BuildError(f"another build is writing --out {out} (its work folder {partial} is locked)") from None
+    return handle
+
+
+def _plan_settings(config: BuildConfig, labels_mode: str) -> dict:
+    """What a journal must match to be resumed, besides the tasks: every setting that shapes an outcome."""
+    from xdigiskull import __version__
+
+    settings = {"tool": __version__, "labels": labels_mode, "options": repr(config.image_options())}
+    settings["plugins"] = config.plugin_modules()
+    return settings
 
 
 def check_arguments(raw_dir: Path, out: Path, options: BuildOptions, num_proc: int, split: str) -> tuple[float, float, float]:
@@ -250,16 +307,13 @@ def list_and_label(
 
 def split_files(labelled: list[LabelledFile], fractions: tuple[float, float, float], seed: int) -> list[FileTask]:
     """Stage 2: deal the files' poses to splits (see `assign_splits`) and order the files for writing:
-    split by split, each shuffled once with `seed` (reproducibly)."""
+    split by split, each shuffled by a keyed hash of the file's path (so that a file added or left out moves
+    no other file's row)."""
     groups = [f.label.group or f"file:{f.relative}" for f in labelled]
     assignment = assign_splits(groups, fractions, seed)
     tasks = [FileTask(f.relative, f.path, assignment[group], f.label) for f, group in zip(labelled, groups)]
-    rng = np.random.default_rng(seed + 1)
-    ordered: list[FileTask] = []
-    for split_name in SPLITS:
-        in_split = sorted((t for t in tasks if t.split == split_name), key=lambda t: t.relative)
-        ordered += [in_split[i] for i in rng.permutation(len(in_split))]
-    return ordered
+    row_order = lambda t: (SPLITS.index(t.split), split_position(f"row:{t.relative}", seed), t.relative)  # noqa: E731
+    return sorted(tasks, key=row_order)
 
 
 @dataclass
@@ -272,6 +326,8 @@ class WrittenRows:
         num_bytes: {split: image bytes}.
         digests: content digests of every file read (the input fingerprint's material).
         grid: {class name: PNG bytes of the card's sample images}.
+        duplicates: frames left out as copies of a written one (see `xdigiskull.duplicates`).
+        groups: {split: pose groups with at least one row written}.
     """
 
     counts: dict[str, dict[str, int]]
@@ -279,6 +335,8 @@ class WrittenRows:
     num_bytes: dict[str, int]
     digests: list[str]
     grid: dict[str, list[bytes]]
+    duplicates: int = 0
+    groups: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -295,8 +353,9 @@ def write_outcomes(
     strict: bool = False,
     progress: bool = False,
 ) -> WrittenRows:
-    """Stage 4: stream the rows of processed files into parquet shards under `folder`, and record every
-    file in `entries`; with `strict`, stop at the first file with a skip, naming it.
+    """Stage 4: stream the rows of processed files into parquet shards under `folder`, leaving out copies of
+    images already written (``duplicate-of``), and record every file in `entries`; with `strict`, stop at the
+    first file with a skip, naming it.
 
     Args:
         outcomes: (task, outcome) pairs in writing order (see `process_files`).
@@ -313,11 +372,16 @@ def write_outcomes(
     counts = {s: dict.fromkeys(CLASS_NAMES, 0) for s in SPLITS}
     cells: dict[str, dict[str, bytes]] = {name: {} for name in CLASS_NAMES}
     digests: list[str] = []
+    duplicates = DuplicateFilter()
+    groups: dict[str, set[str]] = {s: set() for s in SPLITS}
     bar = tqdm(desc="Building X-DigiSkull", unit="file", disable=not progress)
     for task, outcome in outcomes:
         bar.update(1)
         if outcome.digest:
             digests.append(outcome.digest)
+        duplicates.check(task.relative, outcome)
+        if any(f.row is not None for f in outcome.frames):
+            groups[task.split].add(task.label.group or f"file:{task.relative}")
         for row in (f.row for f in outcome.frames if f.row is not None):
             writers[task.split].add(row)
             counts[task.split][task.label.class_name] += 1
@@ -327,12 +391,15 @@ def write_outcomes(
                 cell[key] = row.image
         entries[task.relative] = file_entry(task, outcome)
         if strict and entries[task.relative]["status"] != "written":
-            bar.close()
-            _check_strict(strict, {task.relative: entries[task.relative]})
+            try:
+                _check_strict(strict, {task.relative: entries[task.relative]})
+            except BuildError:
+                bar.close()
+                raise
     bar.close()
     shards = {s: writers[s].close() for s in SPLITS}
     grid = {name: [cell[k] for k in (grid_pairs or sorted(cell)) if k in cell] for name, cell in cells.items()}
-    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid)
+    return WrittenRows(counts, shards, {s: writers[s].num_bytes for s in SPLITS}, digests, grid, duplicates.dropped, groups)
 
 
 def grid_pairs(tasks: list[FileTask]) -> list[str]:
@@ -350,7 +417,7 @@ def file_entry(task: FileTask, outcome: FileOutcome) -> dict:
         entry["frames"] = [
             {"frame": f.frame, "status": "written", "id": f.row.source_id, "field": f.field_source}
             if f.row is not None
-            else skipped_frame(f.frame, f.reason, f.message)
+            else skipped_frame(f.frame, f.reason, f.message, f.duplicate_of)
             for f in outcome.frames
         ]
         written = sum(f.row is not None for f in outcome.frames)
@@ -379,7 +446,9 @@ def finish_dataset(folder: Path, written: WrittenRows, provenance: dict) -> str:
     return fingerprint
 
 
-def _provenance(options: BuildOptions, labeler: Labeler, fractions: tuple[float, float, float], seed: int) -> dict:
+def _provenance(
+    options: BuildOptions, labeler: Labeler, fractions: tuple[float, float, float], seed: int, written: WrittenRows
+) -> dict:
     return {
         "frames": options.frames,
         "bit_depth": options.bit_depth,
@@ -389,17 +458,10 @@ def _provenance(options: BuildOptions, labeler: Labeler, fractions: tuple[float,
         "labels": labeler.mode,
         "split": ",".join(f"{f:g}" for f in fractions),
         "seed": seed,
+        "poses per split (train/validation/test)": "/".join(str(len(written.groups[split])) for split in SPLITS),
+        "duplicates_dropped": written.duplicates,
         "source_id_salt": "default" if options.salt == DEFAULT_SALT else "site secret",
     }
-
-
-def _make_pool(num_proc: int) -> concurrent.futures.ProcessPoolExecutor | None:
-    if num_proc <= 1:
-        return None
-    # spawn: workers start clean (no inherited threads from OpenCV, pyarrow or tqdm)
-    return concurrent.futures.ProcessPoolExecutor(
-        num_proc, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
-    )
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -413,39 +475,95 @@ def _run_scan(candidates, labeler: Labeler, pool, progress: bool) -> list[LabelI
     results: list = []
     chunks = _chunks(candidates, 64)
     bar = tqdm(total=len(candidates), desc="Labelling", unit="file", disable=not progress)
-    for chunk_result in pool.map(scan_files, chunks, [labeler] * len(chunks)):
+    died = lambda item, how: SourceError("worker-died", f"the worker process died while reading this file's header ({how})")  # noqa: E731
+    for chunk_result in pool.run(chunks, functools.partial(scan_files, labeler=labeler), died):
         results += chunk_result
         bar.update(len(chunk_result))
     bar.close()
     return results
 
 
-def _run_process(ordered: list[FileTask], options: BuildOptions, pool) -> Iterator[tuple[FileTask, FileOutcome]]:
-    """Stage 3: yield (task, outcome) in task order; at most a few chunks in flight, so memory stays flat."""
-    if pool is None:
-        for task in ordered:
-            yield task, process_file(task, options)
-        return
+def process_chunks(
+    ordered: list[FileTask], options: BuildOptions, pool: WorkerPool | None, journal: BuildJournal
+) -> Iterator[tuple[FileTask, FileOutcome]]:
+    """Stage 3: yield (task, outcome) in task order, chunk by chunk; chunks the journal holds (a resumed build)
+    are read back instead of done again, and every chunk done is journalled.
+
+    Args:
+        ordered: the tasks in writing order (see `split_files`).
+        options: the per-image options.
+        pool: worker processes, or None to work in this process.
+        journal: where finished chunks are kept (see `xdigiskull.journal`).
+    """
     chunks = _chunks(ordered, FILES_PER_TASK)
-    in_flight: deque = deque()
-    window = 4 * pool._max_workers
-    next_chunk = 0
-    while next_chunk < len(chunks) or in_flight:
-        while next_chunk < len(chunks) and len(in_flight) < window:
-            in_flight.append((chunks[next_chunk], pool.submit(process_files, chunks[next_chunk], options)))
-            next_chunk += 1
-        chunk, future = in_flight.popleft()
-        yield from zip(chunk, future.result())
+    finished = {i for i in range(len(chunks)) if journal.has(i)} if journal.resumed_chunks else set()
+    todo = [i for i in range(len(chunks)) if i not in finished]
+    work = functools.partial(process_files, options=options)
+    results = pool.run([chunks[i] for i in todo], work, worker_died) if pool is not None else map(work, (chunks[i] for i in todo))
+    # resuming with workers: they run on while this process reads the journalled chunks back
+    feeder = _JournalFeeder(results, todo, journal) if pool is not None and finished and todo else None
+    for index, chunk in enumerate(chunks):
+        if feeder is not None and index not in finished:
+            feeder.wait_for(index)
+        outcomes = journal.load(index) if index in finished or feeder is not None else None  # one chunk at a time
+        if outcomes is None:
+            outcomes = work(chunk) if index in finished or feeder is not None else next(results)  # (a damaged chunk is done again)
+            journal.save(index, outcomes)
+        yield from zip(chunk, outcomes)
+
+
+class _JournalFeeder(threading.Thread):
+    """Takes a resumed build's new chunks from the pool in the background and journals each as it comes.
+
+    Args:
+        results: the pool's results, chunk by chunk (see `WorkerPool.run`).
+        indices: the chunk index of each result.
+        journal: where each result is saved.
+    """
+
+    def __init__(self, results: Iterator[list[FileOutcome]], indices: list[int], journal: BuildJournal):
+        super().__init__(daemon=True, name="xdigiskull-journal-feeder")
+        self._results, self._indices, self._journal = results, indices, journal
+        self._saved: set[int] = set()
+        self._error: BaseException | None = None
+        self._condition = threading.Condition()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for index, outcomes in zip(self._indices, self._results):
+                self._journal.save(index, outcomes)
+                with self._condition:
+                    self._saved.add(index)
+                    self._condition.notify_all()
+        except BaseException as error:  # handed to the build's thread by `wait_for`
+            with self._condition:
+                self._error = error
+                self._condition.notify_all()
+
+    def wait_for(self, index: int) -> None:
+        """Return once chunk `index` is journalled (raises what stopped the feeder, if it stopped)."""
+        with self._condition:
+            self._condition.wait_for(lambda: index in self._saved or self._error is not None)
+        if index not in self._saved:
+            raise BuildError(f"processing stopped: {self._error!r}") from self._error
+
+
+def worker_died(task: FileTask, how: str) -> FileOutcome:
+    """The outcome of a file whose worker process died while reading it."""
+    message = f"the worker process died while reading this file ({how}): a decoder crashed on it, or the OS killed the worker"
+    return FileOutcome(task.relative, reason="worker-died", message=message)
 
 
 def _check_strict(strict: bool, entries: dict[str, dict]) -> None:
+    """Under `strict`, raise at the first skipped file or frame (a copy left out as ``duplicate-of`` is no failure)."""
     if not strict:
         return
     for relative, entry in entries.items():
         if entry.get("status") == "skipped" and "reason" in entry:
             raise BuildError(f"--strict: {relative}: {entry['message']} [{entry['reason']}]")
         for frame in entry.get("frames", []):
-            if frame["status"] == "skipped":
+            if frame["status"] == "skipped" and frame["reason"] != "duplicate-of":
                 raise BuildError(f"--strict: {relative} frame {frame['frame']}: {frame['message']} [{frame['reason']}]")
 
 
@@ -465,35 +583,17 @@ def _replace_folder(temp_dir: Path, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def build(
-    raw_dir: Path = typer.Argument(..., help="Folder of raw exports: simulator|azurion/<dose>/ or synthetic|real/<dose>/."),
-    out: Path = typer.Option(Path("x-digiskull"), "--out", "-o", help="Dataset folder to write (load it with load_dataset(OUT))."),
-    labels: str = typer.Option("folders", help="'folders', a manifest .csv (file,class,...) or a rules .yaml (DICOM tags -> class)."),
-    frames: str = typer.Option("first", help="Frames of multi-frame files: first, middle, all, or a 0-based index."),
-    bit_depth: int = typer.Option(8, help="PNG bit depth: 8 (mode L) or 16 (mode I;16)."),
-    size: int = typer.Option(780, help="Output side in pixels."),
-    split: str = typer.Option("0.8,0.1,0.1", help="train,validation,test fractions (grouped by pair id / view)."),
-    seed: int = typer.Option(0, help="Seed of the split assignment and row order."),
-    num_proc: int = typer.Option(os.cpu_count() or 1, help="Worker processes."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first file or frame that cannot be used."),
-    allow_upscale: bool = typer.Option(False, "--allow-upscale", help="Enlarge exposed fields smaller than --size instead of skipping them."),
-    mask_burned_in: bool = typer.Option(False, "--mask-burned-in", help="Mask corners with burned-in text instead of skipping the frame."),
-    report: Path = typer.Option(None, help="JSON build report path [default: <OUT>.report.json beside OUT]."),
-    salt: str = typer.Option(DEFAULT_SALT, envvar="XDIGISKULL_SALT", show_default=False, help="Secret salt of the source ids (or XDIGISKULL_SALT)."),
-) -> None:
-    """Build the X-DigiSkull dataset (780x780, five classes, Hub parquet layout) from raw exports."""
+def run_build(config: BuildConfig) -> None:
+    """`xdigiskull build`: build, then print the counts, the skips per reason and any warning."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=True, soft_wrap=True)
     keep_freed_memory()  # this process is ours: in-process builds reuse buffers as the workers do
-    options = BuildOptions(frames, bit_depth, size, allow_upscale, mask_burned_in, salt)
     try:
-        summary = build_dataset(
-            raw_dir, out, labels=labels, options=options, split=split, seed=seed, num_proc=num_proc, strict=strict, report=report
-        )
+        summary = build_dataset(config)
     except (ValueError, BuildError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     table = Table(title=f"X-DigiSkull at {summary.out}")
     table.add_column("class")
@@ -506,5 +606,20 @@ def build(
         f"{summary.frames_written} image(s) written from {summary.files_read} file(s); "
         f"{summary.frames_skipped} frame(s) and {summary.files_skipped} file(s) skipped"
         + (f" ({', '.join(f'{k}: {v}' for k, v in summary.skip_reasons.items())})" if summary.skip_reasons else "")
-        + f". Report: {summary.report_path}"
+        + f". Report: {summary.report_path}",
+        markup=False,
     )
+    if config.resume:
+        resumed = summary.resumed_files
+        nothing = "--resume: no half-build of these inputs and settings was found; built from the start"
+        console.print(f"resumed {resumed} file(s) from the killed build" if resumed else nothing)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+build = config_command(
+    "build",
+    BuildConfig,
+    run_build,
+    "Build the X-DigiSkull dataset (780x780, five classes, Hub parquet layout) from raw exports.",
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ from xdigiskull.reading import SelectionTooLarge, SourceError, check_regular_fil
 from xdigiskull.row import DatasetRow
 
 PIXEL_DATA_GROUP = 0x7FE00000  # (7FE0,0000): Pixel Data and its float variants come from here on
+# a frame is blank (a scanned white page, an unexposed plate) when at least this fraction of its 8-bit
+# display pixels lies within BLANK_GREY_LEVELS grey levels of one another; a faint X-ray spreads far wider
+BLANK_FRACTION = 0.98
+BLANK_GREY_LEVELS = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class FrameOutcome:
     message: str = ""
     row: DatasetRow | None = None
     field_source: str = ""  # a written frame's Field.source: shutter-tags, detected or full-frame
+    pixel_digest: str = ""  # a written frame's image digest: identical images are duplicates
+    duplicate_of: str = ""  # a duplicate's source id (set by the writing stage)
 
 
 @dataclass
@@ -94,6 +101,7 @@ class FileOutcome:
     reason: str = ""
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    instance_uid: str = ""  # a DICOM's SOPInstanceUID: two files with one are two copies of one image
 
 
 def process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
@@ -150,6 +158,7 @@ def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
         return outcome
     outcome.digest = source.digest
     outcome.num_frames = source.num_frames
+    outcome.instance_uid = _instance_uid(ds)
     outcome.warnings = list(source.warnings)
     outcome.frames += [FrameOutcome(i, "skipped", e.reason, e.message) for i, e in source.skipped.items()]
     for index, frame in zip(source.frame_indices, source.frames):
@@ -164,6 +173,28 @@ def _process_file(task: FileTask, options: BuildOptions) -> FileOutcome:
             outcome.frames.append(FrameOutcome(index, "skipped", "internal-error", message))
     outcome.frames.sort(key=lambda f: f.frame)
     return outcome
+
+
+def _instance_uid(ds: Dataset | None) -> str:
+    """The SOPInstanceUID (or the file meta's copy of it), "" when absent or malformed."""
+    if ds is None:
+        return ""
+    try:
+        value = ds.get("SOPInstanceUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPInstanceUID")
+        return str(value or "").strip("\x00 ")[:64]
+    except Exception:  # a malformed UID is no UID: the pixel digest still catches a copy
+        return ""
+
+
+def blank_fraction(image: np.ndarray) -> float:
+    """The largest fraction of a [0, 1] frame's 8-bit display pixels that lies within `BLANK_GREY_LEVELS`
+    grey levels of one another (on a subsample of about 128 x 128: blank frames are blank everywhere, and 2 % of
+    16,000 pixels still counts 300 of them)."""
+    step = max(1, min(image.shape[:2]) // 128)
+    sample = cv2.convertScaleAbs(np.ascontiguousarray(image[::step, ::step]), alpha=255.0)
+    histogram = np.bincount(sample.ravel(), minlength=256)
+    in_window = np.convolve(histogram, np.ones(BLANK_GREY_LEVELS + 1, np.int64), mode="valid")  # levels v..v+3
+    return float(in_window.max()) / sample.size
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,12 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
     options, label, ds = context.options, context.task.label, context.dataset
     prepared = prepare_frame(frame, ds, options.size, options.allow_upscale)
     image = prepared.image
+    crop = prepared.crop  # the field at the source's resolution: a resize would blur a white page's specks into grey
+    fraction = blank_fraction(frame[crop.top : crop.top + crop.side, crop.left : crop.left + crop.side])
+    if fraction >= BLANK_FRACTION:
+        return FrameOutcome(
+            index, "skipped", "blank", f"{fraction:.1%} of the pixels lie within {BLANK_GREY_LEVELS} grey levels: no image to learn from"
+        )
     corners = detect_corner_text(image)
     if context.burned_in_flag or corners:
         where = f"text in the {', '.join(corners)} corner(s)" if corners else "BurnedInAnnotation = YES"
@@ -209,7 +246,8 @@ def _process_frame(context: _FileContext, index: int, frame: np.ndarray, warning
         pixel_spacing_mm=None if spacing is None else spacing * prepared.crop.side / image.shape[0],
         **technical,
     )
-    return FrameOutcome(index, "written", row=row, field_source=prepared.field.source)
+    digest = hashlib.sha256(row.image).hexdigest()[:32]  # SHA-256 has CPU instructions: 5x BLAKE2b's speed here
+    return FrameOutcome(index, "written", row=row, field_source=prepared.field.source, pixel_digest=digest)
 
 
 def encode_png(image: np.ndarray, bit_depth: int) -> bytes:
@@ -291,7 +329,7 @@ def keep_freed_memory(threshold: int = 32 << 20) -> bool:
     (tens of MB) until it exits.
 
     The setting is process-wide: the builder applies it in its worker processes and in the
-    ``xdigiskull build`` command; call it yourself before an in-process ``build_dataset(num_proc=1)``.
+    ``xdigiskull build`` command; call it yourself before an in-process ``build_dataset(BuildConfig(..., num_proc=1))``.
 
     Returns:
         Whether the settings took (False where the C library is not glibc).

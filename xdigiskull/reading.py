@@ -335,6 +335,9 @@ READ_KEYWORDS: tuple[str, ...] = (
     "PhotometricInterpretation", "VOILUTFunction", "BurnedInAnnotation", "ShutterShape", "ModalityLUTSequence",
     "VOILUTSequence", "KVP", "XRayTubeCurrentInmA", "XRayTubeCurrent", "ExposureTimeInms", "ExposureTime",
     "ImagerPixelSpacing", "PixelSpacing", "FrameTime", "PositionerPrimaryAngle", "PositionerSecondaryAngle",
+    "WindowCenter", "WindowWidth", "PlanarConfiguration", "SOPInstanceUID",
+    *(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue", "Alpha") for part in ("Descriptor", "Data")),
+    *(f"Segmented{c}PaletteColorLookupTableData" for c in ("Red", "Green", "Blue", "Alpha")),
 )
 COLOUR_PHOTOMETRICS: tuple[str, ...] = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT")
 
@@ -349,7 +352,7 @@ def check_header(ds: Dataset) -> PixelGeometry:
         try:
             ds.get(_tag(keyword))  # pydicom converts a value on first access: an unknown VR or bad bytes raise here
         except Exception as error:
-            raise SourceError("invalid-attribute", f"{keyword} cannot be read: {describe(error)}") from None
+            raise SourceError("invalid-attribute", f"{keyword} {_tag(keyword)} cannot be read: {describe(error)}") from None
     bits_allocated = whole_attribute(ds, "BitsAllocated", None, 1, 64)
     if bits_allocated not in (1, 8, 16, 32, 64):
         raise SourceError("invalid-attribute", f"BitsAllocated {bits_allocated} is not 1, 8, 16, 32 or 64")
@@ -455,7 +458,7 @@ def dicom_to_display(raw: np.ndarray, ds: Dataset, photometric: str, notes: list
     """
     if raw.ndim == 3 or photometric in ("RGB", "PALETTE COLOR") or photometric.startswith("YBR"):
         if photometric == "PALETTE COLOR":
-            raw = pydicom.pixels.apply_color_lut(raw, ds)
+            raw = pydicom.pixels.apply_color_lut(raw, _palette_in_native_order(ds))
             scale = float(np.iinfo(raw.dtype).max) if raw.dtype.kind in "ui" else 1.0
         else:
             scale = float(2 ** int(ds.get("BitsStored", 8)) - 1)
@@ -481,6 +484,30 @@ def dicom_to_display(raw: np.ndarray, ds: Dataset, photometric: str, notes: list
     if photometric == "MONOCHROME1":
         display = np.float32(1.0) - display
     return display  # every branch above clips to [0, 1]
+
+
+PALETTE_DATA_KEYWORDS: tuple[str, ...] = tuple(f"{c}PaletteColorLookupTableData" for c in ("Red", "Green", "Blue", "Alpha"))
+
+
+def _palette_in_native_order(ds: Dataset) -> Dataset:
+    """`ds`, or a shallow copy whose 16-bit palette tables are in little-endian order.
+
+    pydicom 3.0 reads (non-segmented) palette table data in the machine's byte order whatever the transfer
+    syntax, so a big-endian file's palette comes out byte-swapped (255 where 65280 is meant: a black image).
+    """
+    encoding = getattr(ds, "original_encoding", (None, None))
+    if encoding[1] is not False or "RedPaletteColorLookupTableData" not in ds:
+        return ds
+    try:
+        entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 1 << 16
+    except Exception:  # pydicom names a malformed descriptor when it applies the table
+        return ds
+    fixed = Dataset(ds)  # a new element dict: the caller's dataset is left as read
+    for keyword in PALETTE_DATA_KEYWORDS:
+        data = ds.get(keyword)
+        if isinstance(data, bytes) and len(data) == 2 * entries:  # 16-bit entries (8-bit ones have no order)
+            setattr(fixed, keyword, np.frombuffer(data, ">u2").astype("<u2").tobytes())
+    return fixed
 
 
 def modality_values(raw: np.ndarray, ds: Dataset) -> np.ndarray:

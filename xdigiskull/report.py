@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xdigiskull.image_io import atomic_write
@@ -31,6 +31,9 @@ REASON_HINTS: dict[str, str] = {
     "corrupt-image": "copy the image again or re-export it; it cannot be decoded",
     "unsupported-pixel-type": "re-export as 8- or 16-bit greyscale",
     "blank-after-windowing": "the pixel values hold no image: check the export (window, rescale) at its source",
+    "blank": "nothing to do for a blank frame (a white page, an unexposed plate); check the export if you expected an image",
+    "duplicate-of": "nothing to do: the same image (same SOPInstanceUID or identical pixels) is written once, as the id given",
+    "worker-died": "the process reading this file died (a decoder crash, or killed for memory): re-export the file, or build it alone to see why",
     "field-too-small": "build with --allow-upscale, or a smaller --size",
     "burned-in-annotation": "build with --mask-burned-in to mask the corners, or export without annotations",
     "internal-error": "a bug in xdigiskull: please report it with this message",
@@ -45,9 +48,13 @@ def skip_entry(reason: str, message: str) -> dict:
     return entry
 
 
-def skipped_frame(frame: int, reason: str, message: str) -> dict:
-    """A skipped frame's entry in its file's ``frames`` list (with a hint, as `skip_entry`)."""
-    return {"frame": frame, **skip_entry(reason, message)}
+def skipped_frame(frame: int, reason: str, message: str, duplicate_of: str = "") -> dict:
+    """A skipped frame's entry in its file's ``frames`` list (with a hint, as `skip_entry`; a copy also names
+    the source id of the image it copies)."""
+    entry = {"frame": frame, **skip_entry(reason, message)}
+    if duplicate_of:
+        entry["duplicate_of"] = duplicate_of
+    return entry
 
 
 @dataclass
@@ -61,6 +68,8 @@ class BuildSummary:
         files_read, files_skipped, frames_written, frames_skipped: totals.
         skip_reasons: {reason code: frames or files skipped for it}.
         fingerprint: input fingerprint recorded in the card.
+        warnings: what the user should know about the dataset (an empty split).
+        resumed_files: files taken from a killed build's journal (``--resume``) instead of read again.
     """
 
     out: Path
@@ -72,9 +81,13 @@ class BuildSummary:
     frames_skipped: int
     skip_reasons: dict[str, int]
     fingerprint: str
+    warnings: list[str] = field(default_factory=list)
+    resumed_files: int = 0
 
 
-def summarise(out: Path, report_path: Path, counts, entries: dict[str, dict], fingerprint: str) -> BuildSummary:
+def summarise(
+    out: Path, report_path: Path, counts, entries: dict[str, dict], fingerprint: str, warnings: list[str] | None = None
+) -> BuildSummary:
     """Totals and counts per reason of the report's file entries."""
     reasons: Counter = Counter()
     frames_written = frames_skipped = files_skipped = files_read = 0
@@ -92,7 +105,7 @@ def summarise(out: Path, report_path: Path, counts, entries: dict[str, dict], fi
             if "reason" in entry:
                 reasons[entry["reason"]] += 1
     return BuildSummary(
-        out, report_path, counts, files_read, files_skipped, frames_written, frames_skipped, dict(sorted(reasons.items())), fingerprint
+        out, report_path, counts, files_read, files_skipped, frames_written, frames_skipped, dict(sorted(reasons.items())), fingerprint, list(warnings or [])
     )
 
 
@@ -115,6 +128,7 @@ def write_report(path: Path, entries: dict[str, dict], summary: BuildSummary | N
             "skip_reasons": summary.skip_reasons,
             "counts": summary.counts,
             "input_fingerprint": summary.fingerprint,
+            "warnings": summary.warnings,
         },
         "files": {relative: entries[relative] for relative in sorted(entries)},
     }

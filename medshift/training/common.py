@@ -3,65 +3,23 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
-import inspect
 import json
 import re
 import shutil
 import time
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-import typer
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from PIL import Image
 
+from xdigiskull.command_line import config_command, option  # noqa: F401  (re-exported: the training configs use them)
 from xdigiskull.image_io import atomic_write
 
-
-def option(help: str, **typer_kwargs: Any) -> dict[str, Any]:
-    """Metadata of a config dataclass field: its command-line help (and typer.Option settings such as `min`)."""
-    return {"help": help, **typer_kwargs}
-
-
-def config_command(name: str, config_cls: type, run: Callable[[Any], Any], doc: str) -> Callable[..., None]:
-    """A typer command with one option per field of the dataclass `config_cls`, so that the dataclass is the
-    one source of every default and help text and every field can be set from the command line.
-
-    The command builds `config_cls(**options)` and passes it to `run`; a ValueError from `run` becomes a usage
-    error. A field whose metadata has ``argument=True`` is a positional argument; ``param_decls`` gives an option's
-    names (e.g. ``("--target", "-t")``, ``("--prepare/--no-prepare",)``). Fields typed `str | dict` (a name, a JSON file, or a dict from Python) or `str | list` (a comma-separated list, or
-    a list from Python) are plain strings on the CLI.
-    """
-    hints = typing.get_type_hints(config_cls)
-    parameters = []
-    for spec in dataclasses.fields(config_cls):
-        kind = hints[spec.name]
-        if dict in typing.get_args(kind) or list in typing.get_args(kind):
-            kind = str | None if type(None) in typing.get_args(kind) else str
-        default = inspect.Parameter.empty if spec.default is dataclasses.MISSING else spec.default
-        settings = dict(spec.metadata)
-        declarations = settings.pop("param_decls", ())
-        parameter = typer.Argument(**settings) if settings.pop("argument", False) else typer.Option(*declarations, **settings)
-        annotation = Annotated[kind, parameter]
-        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
-
-    def command(**options: Any) -> None:
-        try:
-            run(config_cls(**options))
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from error
-
-    command.__signature__ = inspect.Signature(parameters)  # what typer reads the options from
-    command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
-    command.__name__ = command.__qualname__ = name
-    command.__doc__ = doc
-    return command
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from xdigiskull.build import BuildError, BuildOptions, assign_splits, build_dataset
+from xdigiskull.build import BuildConfig, BuildError, assign_splits, build_dataset
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.cli import app
 
@@ -32,7 +32,7 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def built(raw_export, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "x-digiskull"
-    summary = build_dataset(raw_export, out, options=BuildOptions(size=SIZE), seed=3, progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=raw_export, out=out, size=SIZE, seed=2), progress=False)
     return out, summary
 
 
@@ -115,7 +115,7 @@ def test_image_bytes_are_stored_plain(built):
 def test_byte_identical_rebuild_and_parallel_build(raw_export, built, tmp_path):
     out, _ = built
     again = tmp_path / "again"
-    build_dataset(raw_export, again, options=BuildOptions(size=SIZE), seed=3, num_proc=2, progress=False)
+    build_dataset(BuildConfig(raw_dir=raw_export, out=again, size=SIZE, seed=2, num_proc=2), progress=False)
     assert _folder_bytes(again) == _folder_bytes(out)
 
 
@@ -140,7 +140,7 @@ def test_no_identifier_or_path_in_the_output(built, raw_export):
 
 def test_frames_all_and_16_bit(raw_export, tmp_path):
     out = tmp_path / "all16"
-    summary = build_dataset(raw_export, out, options=BuildOptions(size=SIZE, frames="all", bit_depth=16), progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=raw_export, out=out, size=SIZE, frames="all", bit_depth=16), progress=False)
     assert summary.frames_written == 8 + 12 * 2
     ds = _load(out, tmp_path)
     rows = [r for s in ds for r in ds[s] if r["domain"] == "real"]
@@ -167,7 +167,7 @@ def damaged_export(raw_export, tmp_path):
 
 
 def test_damaged_inputs_are_reported_and_skipped(damaged_export, tmp_path):
-    summary = build_dataset(damaged_export, tmp_path / "out", options=BuildOptions(size=SIZE), progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=damaged_export, out=tmp_path / "out", size=SIZE), progress=False)
     assert summary.frames_written == 20
     files = json.loads(summary.report_path.read_text())["files"]
     assert files["azurion/low/notdicom.dcm"]["reason"] == "not-dicom"
@@ -186,25 +186,25 @@ def test_strict_stops_and_leaves_the_existing_dataset_alone(damaged_export, buil
     shutil.copytree(out, target)
     before = _folder_bytes(target)
     with pytest.raises(BuildError, match="--strict"):
-        build_dataset(damaged_export, target, options=BuildOptions(size=SIZE), strict=True, progress=False)
+        build_dataset(BuildConfig(raw_dir=damaged_export, out=target, size=SIZE, strict=True), progress=False)
     assert _folder_bytes(target) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folder left behind
 
 
-def test_assign_splits_is_deterministic_and_complete():
-    groups = [f"g{i}" for i in range(10)]
+def test_assign_splits_is_deterministic_and_follows_the_fractions_on_average():
+    groups = [f"g{i}" for i in range(2000)]
     a = assign_splits(groups, (0.8, 0.1, 0.1), seed=1)
     assert a == assign_splits(list(reversed(groups)), (0.8, 0.1, 0.1), seed=1)
-    assert sorted(a.values()).count("train") == 8 and sorted(a.values()).count("test") == 1
+    counts = [list(a.values()).count(s) for s in ("train", "validation", "test")]
+    assert abs(counts[0] - 1600) < 4 * 18 and abs(counts[1] - 200) < 4 * 14 and abs(counts[2] - 200) < 4 * 14  # binomial spread
     assert a != assign_splits(groups, (0.8, 0.1, 0.1), seed=2)
-    few = assign_splits(["a", "b", "c"], (0.8, 0.1, 0.1), seed=0)
-    assert sorted(few.values()) == ["test", "train", "validation"]
+    assert set(assign_splits(groups[:50], (1.0, 0.0, 0.0), seed=0).values()) == {"train"}
 
 
 def test_cli_build_then_inspect(raw_export, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["build", str(raw_export), "--size", str(SIZE), "--num-proc", "1", "--seed", "3"])
+    result = runner.invoke(app, ["build", str(raw_export), "--size", str(SIZE), "--num-proc", "1", "--seed", "2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "x-digiskull" / "README.md").is_file() and (tmp_path / "x-digiskull.report.json").is_file()
     ds = datasets.load_dataset("x-digiskull", cache_dir=str(tmp_path / "hf-cache"))  # exactly as a user writes it
@@ -234,16 +234,16 @@ def test_burned_in_annotation_is_skipped_or_masked(tmp_path, write_dicom):
     (raw / "synthetic" / "low").mkdir(parents=True)
     cv2.imwrite(str(raw / "synthetic" / "low" / "texted.png"), texted)
     cv2.imwrite(str(raw / "synthetic" / "low" / "clean.png"), (_noisy_field(400, 2, ground=0.35) * 255).astype(np.uint8))
-    options = BuildOptions(size=390, allow_upscale=True)
+    config = BuildConfig(raw_dir=raw, out=tmp_path / "skip", size=390, allow_upscale=True)
 
-    skipped = build_dataset(raw, tmp_path / "skip", options=options, progress=False)
+    skipped = build_dataset(config, progress=False)
     files = json.loads(skipped.report_path.read_text())["files"]
     assert skipped.frames_written == 1 and skipped.skip_reasons == {"burned-in-annotation": 2}
     assert "BurnedInAnnotation = YES" in files["real/low/flagged.dcm"]["frames"][0]["message"]
     assert "top-left" in files["synthetic/low/texted.png"]["frames"][0]["message"]
     assert files["synthetic/low/clean.png"]["status"] == "written"
 
-    masked = build_dataset(raw, tmp_path / "mask", options=replace(options, mask_burned_in=True), progress=False)
+    masked = build_dataset(replace(config, out=tmp_path / "mask", mask_burned_in=True), progress=False)
     assert masked.frames_written == 3
     files = json.loads(masked.report_path.read_text())["files"]
     assert any("masked" in w for w in files["synthetic/low/texted.png"]["warnings"])
@@ -251,10 +251,22 @@ def test_burned_in_annotation_is_skipped_or_masked(tmp_path, write_dicom):
 
 def test_large_splits_roll_over_to_several_shards_and_empty_splits_are_left_out(raw_export, tmp_path):
     out = tmp_path / "sharded"
-    build_dataset(raw_export, out, options=BuildOptions(size=SIZE), split="1,0,0", max_shard_bytes=30_000, progress=False)
+    build_dataset(BuildConfig(raw_dir=raw_export, out=out, size=SIZE, split="1,0,0", max_shard_bytes=30_000), progress=False)
     names = sorted(p.name for p in (out / "data").iterdir())
     assert all(n.startswith("train-") for n in names) and len(names) > 1
     assert all(n.endswith(f"-of-{len(names):05d}.parquet") for n in names)
     assert "validation" not in (out / "README.md").read_text().split("---")[1]  # no empty split in the YAML
     ds = _load(out, tmp_path)
     assert list(ds) == ["train"] and len(ds["train"]) == 20
+
+
+def test_the_build_command_is_generated_from_build_config():
+    import dataclasses
+    import os
+
+    result = CliRunner().invoke(app, ["build", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "RAW_DIR" in result.output
+    for spec in dataclasses.fields(BuildConfig):
+        if spec.name != "raw_dir":
+            assert f"--{spec.name.replace('_', '-')}" in result.output
+    assert BuildConfig(raw_dir=Path(".")).num_proc == (os.cpu_count() or 1)  # one default, for the CLI and Python alike

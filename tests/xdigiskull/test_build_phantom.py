@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from xdigiskull.build import build_dataset
+from xdigiskull.build import BuildConfig, build_dataset
 from xdigiskull.prepare import load_prepared
-from xdigiskull.processing import BuildOptions
 
 phantom_export = pytest.importorskip("xdigiskull.phantom.export")
 phantom_dicom = pytest.importorskip("xdigiskull.phantom.dicom_writer")
@@ -33,7 +32,7 @@ def phantom_raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def phantom_built(phantom_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom-built") / "x-digiskull"
-    summary = build_dataset(phantom_raw, out, options=BuildOptions(size=128, frames="all"), seed=0, progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=phantom_raw, out=out, size=128, frames="all", seed=0), progress=False)
     return out, summary
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from synthetic import full_field_xa, skull_like
 from typer.testing import CliRunner
 
-from xdigiskull.build import BuildError, BuildOptions, build_dataset
+from xdigiskull.build import BuildConfig, BuildError, build_dataset
 from xdigiskull.cli import app
 
 SIZE = 128
@@ -50,7 +50,7 @@ def with_bad_number_of_frames(raw_export, tmp_path) -> Path:
 
 def test_failure_1_a_number_of_frames_of_1a_is_reported_and_the_build_goes_on(with_bad_number_of_frames, tmp_path):
     # two workers, as `xdigiskull build` runs by default: the error used to escape from the pool
-    summary = build_dataset(with_bad_number_of_frames, tmp_path / "out", options=BuildOptions(size=SIZE), num_proc=2, progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=with_bad_number_of_frames, out=tmp_path / "out", size=SIZE, num_proc=2), progress=False)
     assert summary.frames_written == 20 and summary.skip_reasons == {"invalid-attribute": 1}
     entry = _report(summary)["files"]["azurion/low/badVR.dcm"]
     assert entry["status"] == "skipped" and entry["reason"] == "invalid-attribute"
@@ -59,7 +59,7 @@ def test_failure_1_a_number_of_frames_of_1a_is_reported_and_the_build_goes_on(wi
 
 def test_strict_stops_at_the_bad_file_and_names_it(with_bad_number_of_frames, tmp_path):
     with pytest.raises(BuildError, match=r"--strict: azurion/low/badVR.dcm: NumberOfFrames '1A'.*\[invalid-attribute\]"):
-        build_dataset(with_bad_number_of_frames, tmp_path / "out", options=BuildOptions(size=SIZE), strict=True, progress=False)
+        build_dataset(BuildConfig(raw_dir=with_bad_number_of_frames, out=tmp_path / "out", size=SIZE, strict=True), progress=False)
     assert not (tmp_path / "out").exists() and not _report_path(tmp_path)["completed"]
 
 
@@ -75,9 +75,10 @@ def test_failure_4_no_blank_image_is_written(tmp_path, write_dicom):
         raw / "real" / "low" / "sigmoid.dcm", anatomy, shutter=(0, 0, 256, 256), WindowCenter=2048, WindowWidth=1_000_000,
         VOILUTFunction="SIGMOID",
     )
-    write_dicom(raw / "real" / "low" / "above.dcm", anatomy, WindowCenter=60_000, WindowWidth=2)  # all black
+    other = skull_like(256, 256, seed=5)  # another image: the same one twice would be a duplicate
+    write_dicom(raw / "real" / "low" / "above.dcm", other, WindowCenter=60_000, WindowWidth=2)  # all black
     write_dicom(raw / "real" / "low" / "flat.dcm", np.full((256, 256), 0.3, np.float32), WindowCenter=1228, WindowWidth=1)
-    summary = build_dataset(raw, tmp_path / "out", options=BuildOptions(size=SIZE), progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE), progress=False)
     for image in _images_by_source(tmp_path / "out").values():
         low, high = np.percentile(image, (1, 99))
         assert high - low > 0.3 * 255  # the anatomy, not one grey level
@@ -122,9 +123,7 @@ def hostile_export(raw_export, tmp_path, write_dicom) -> Path:
 
 
 def test_hostile_inputs_are_refused_with_their_reason_and_the_build_goes_on(hostile_export, tmp_path):
-    summary = build_dataset(
-        hostile_export, tmp_path / "out", options=BuildOptions(size=SIZE, allow_upscale=True), num_proc=2, progress=False
-    )
+    summary = build_dataset(BuildConfig(raw_dir=hostile_export, out=tmp_path / "out", size=SIZE, allow_upscale=True, num_proc=2), progress=False)
     files = _report(summary)["files"]
     reasons = {name: files[f"azurion/low/{name}"]["reason"] for name in ("zero.dcm", "loop.dcm", "dangling.dcm", "pipe.dcm", "cut.dcm", "enormous.dcm")}
     assert reasons == {
@@ -166,7 +165,7 @@ def test_a_cine_run_over_the_decoded_pixel_limit_is_built_one_frame_at_a_time(tm
     write_dicom(tmp_path / "raw" / "real" / "low" / "cine.dcm", frames, WindowCenter=2048, WindowWidth=4096)
     # the real limit is 64 frames of 1024 x 1024; here it is 3 frames of 256 x 256, so the test stays small
     monkeypatch.setattr(xdigiskull.reading, "MAX_DECODED_PIXELS", 3 * 256 * 256)
-    summary = build_dataset(tmp_path / "raw", tmp_path / "out", options=BuildOptions(size=SIZE, frames="all"), progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=tmp_path / "raw", out=tmp_path / "out", size=SIZE, frames="all"), progress=False)
     entry = _report(summary)["files"]["real/low/cine.dcm"]
     assert summary.frames_written == 5 and entry["status"] == "partial" and entry["frames_in_file"] == 6
     assert [f["frame"] for f in entry["frames"]] == list(range(6))
@@ -179,7 +178,7 @@ def test_the_report_says_which_field_each_written_frame_used(tmp_path, write_dic
     raw = tmp_path / "raw"
     write_dicom(raw / "real" / "normal" / "open.dcm", np.zeros((1024, 1024)), stored=full_field_xa(seed=3))
     write_dicom(raw / "real" / "normal" / "shuttered.dcm", skull_like(256, 256, seed=5), shutter=(16, 16, 240, 240))
-    summary = build_dataset(raw, tmp_path / "out", options=BuildOptions(size=SIZE), progress=False)
+    summary = build_dataset(BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE), progress=False)
     files = _report(summary)["files"]
     assert [f["field"] for f in files["real/normal/open.dcm"]["frames"]] == ["full-frame"]
     assert [f["field"] for f in files["real/normal/shuttered.dcm"]["frames"]] == ["shutter-tags"]

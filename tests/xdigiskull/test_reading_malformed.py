@@ -289,3 +289,24 @@ def test_a_blank_frame_of_a_cine_run_costs_only_itself(tmp_path, write_dicom):
     assert source.frame_indices == [1, 2] and len(source.frames) == 2
     assert source.skipped[0].reason == "blank-after-windowing"
     assert _reason(write_dicom(tmp_path / "one.dcm", frames), "first")[0] == "blank-after-windowing"
+
+
+@pytest.mark.parametrize(
+    "keyword, vr, value",
+    [
+        ("WindowCenter", "DR", b"1A"),  # VRs pydicom does not know: what the fuzzer found for seeds 1 and 31337
+        ("WindowWidth", "DC", b"12"),
+        ("RedPaletteColorLookupTableDescriptor", "FS", b"\x00\x01"),
+    ],
+)
+def test_an_unknown_vr_in_a_read_attribute_is_named_with_its_tag(tmp_path, write_dicom, keyword, vr, value):
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    path = write_dicom(tmp_path / "a.dcm", RAMP)
+    ds = pydicom.dcmread(path)
+    tag = Tag(keyword)
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)  # written as read: bytes and all
+    ds.save_as(path)
+    reason, message = _reason(path)
+    assert reason == "invalid-attribute" and keyword in message and str(tag) in message
