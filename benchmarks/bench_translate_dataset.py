@@ -9,8 +9,8 @@ throughput: the demo checkpoint at its defaults (its tau, steps, guidance, proce
     and the torch thread count.
 
 Usage:
-    python scripts/bench_translate_dataset.py memory [--rows 50] [--side 64]
-    python scripts/bench_translate_dataset.py throughput [--rows 16] [--side 780] [--model checkpoints/medshift-xdigiskull-demo]
+    python benchmarks/bench_translate_dataset.py memory [--rows 50] [--side 64]
+    python benchmarks/bench_translate_dataset.py throughput [--rows 16] [--side 780] [--model checkpoints/medshift-xdigiskull-demo]
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import typer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEMO_MODEL = REPO / "checkpoints" / "medshift-xdigiskull-demo"
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
