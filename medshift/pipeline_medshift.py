@@ -39,11 +39,14 @@ from medshift.model_location import looks_local, missing_pipeline_message
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
+from xdigiskull.image_io import is_dicom
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # from_pretrained's arguments that say where and how to fetch a Hub repo (they go to snapshot_download)
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
 ENCODE_MODES = ("ode", "noise")
+# "dicom": derived Secondary Capture datasets of DICOM path inputs (medshift.dicom_output)
+PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "dicom")
 
 
 def group_generator(generator: torch.Generator | list[torch.Generator] | None, indices: list[int]):
@@ -232,7 +235,8 @@ class MedShiftPipeline(DiffusionPipeline):
         metrics: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> str:
-        """Upload the pipeline (safetensors) and a model card to the Hugging Face Hub.
+        """Upload the pipeline (safetensors) and a model card to the Hugging Face Hub in one commit (retried with
+        backoff on 429 and 5xx answers).
 
         Args:
             repo_id: target repository, e.g. "user/medshift-xdigiskull"; created if missing.
@@ -248,23 +252,25 @@ class MedShiftPipeline(DiffusionPipeline):
         Returns:
             The URL of the commit (or pull request).
         """
-        from huggingface_hub import HfApi
-
         from medshift.model_card import make_model_card
+        from xdigiskull.hub import upload_folder_in_one_commit
 
         if kwargs.get("safe_serialization") is False:
             raise ValueError("MedShift pushes safetensors weights only")
-        api = HfApi(token=token)
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, model_card=False)
             card = model_card if model_card is not None else str(
-                make_model_card(self, dataset=dataset, metrics=metrics, repo_id=repo_url.repo_id)
+                make_model_card(self, dataset=dataset, metrics=metrics, repo_id=repo_id)
             )
             Path(tmp, "README.md").write_text(card, encoding="utf-8")
-            commit = api.upload_folder(
-                repo_id=repo_url.repo_id,
-                folder_path=tmp,
+            files = sorted(p.relative_to(tmp).as_posix() for p in Path(tmp).rglob("*") if p.is_file())
+            commit = upload_folder_in_one_commit(
+                tmp,
+                files,
+                repo_id,
+                repo_type="model",
+                token=token,
+                private=private,
                 commit_message=commit_message or "Upload MedShiftPipeline",
                 create_pr=create_pr,
             )
@@ -356,8 +362,8 @@ class MedShiftPipeline(DiffusionPipeline):
         check_solver(solver)
         if encode not in ENCODE_MODES:
             raise ValueError(f"encode must be one of {', '.join(ENCODE_MODES)}, got {encode!r}")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if output_type not in PIPELINE_OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(PIPELINE_OUTPUT_TYPES)}, got {output_type!r}")
         if processing_resolution < 8:
             raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
         check_bits_stored(bits_stored)
@@ -454,7 +460,8 @@ class MedShiftPipeline(DiffusionPipeline):
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset` and `coarse_noise`).
             generator: torch generator(s) for `encode="noise"`.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
-                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ.
+                ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ. "dicom" (DICOM paths only): derived
+                Secondary Capture datasets referencing their sources (`medshift.dicom_output`).
             return_dict: return an `ImagePipelineOutput` (True) or a tuple `(images,)`.
             processing_resolution: longer side at which the networks work; default `config.resolution` (the
                 training resolution), so the model sees anatomy at the scale it learnt (area-averaged down,
@@ -473,6 +480,8 @@ class MedShiftPipeline(DiffusionPipeline):
         tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution = self.check_inputs(
             tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale, bits_stored
         )
+        if output_type == "dicom":
+            self.check_dicom_paths(image)
         images, groups = self.image_processor.preprocess(image, bits_stored)
         target_labels, source_labels = self._labels(target, "target", len(images)), self._labels(source, "source", len(images))
         # a scheduler of this call's own: its step state is not shared with calls running in other threads
@@ -491,5 +500,26 @@ class MedShiftPipeline(DiffusionPipeline):
                 outputs.update(zip(indices, self.decode_to_size(latents, crop, latent_crop, size)))
         # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
-        result_images = self.image_processor.postprocess([outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
+        result_images = self._postprocess(image, tau, target, [outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)
         return ImagePipelineOutput(images=result_images) if return_dict else (result_images,)
+
+    @staticmethod
+    def check_dicom_paths(image: PipelineImageInput) -> None:
+        """`output_type="dicom"` derives objects from their source files: every input must be a DICOM path."""
+        paths = image if isinstance(image, (list, tuple)) else [image]
+        if not all(isinstance(p, (str, os.PathLike)) and Path(p).is_file() and is_dicom(p) for p in paths):
+            raise ValueError('output_type="dicom" takes DICOM file paths as image (the derived objects reference them)')
+
+    def _postprocess(self, image: PipelineImageInput, tau: float, target: Any, outputs: list[torch.Tensor], is16: list[bool], output_type: str) -> Any:
+        """The image processor's outputs, or for "dicom" derived Secondary Capture datasets (`medshift.dicom_output`)
+        of the translated DICOM path inputs."""
+        if output_type != "dicom":
+            return self.image_processor.postprocess(outputs, is16, output_type)
+        from medshift.dicom_output import derived_secondary_capture, pipeline_provenance
+
+        model_id, revision = pipeline_provenance(self)
+        targets = target if isinstance(target, (list, tuple)) else [target] * len(outputs)
+        return [
+            derived_secondary_capture(path, output[0].numpy(), model_id=model_id, model_revision=revision, tau=tau, target=str(name))
+            for path, output, name in zip(image if isinstance(image, (list, tuple)) else [image], outputs, targets)
+        ]

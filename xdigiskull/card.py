@@ -110,13 +110,17 @@ def card_yaml(inputs: CardInputs) -> str:
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120).rstrip("\n")
 
 
-def template_path() -> Path:
-    """The card template: ``dataset_card/`` at the root of a checkout (editable installs, source runs);
-    a wheel installs the same folder as the data package ``xdigiskull.dataset_card``."""
-    checkout = Path(__file__).resolve().parent.parent / "dataset_card" / TEMPLATE_NAME
+def template_path(name: str = TEMPLATE_NAME) -> Path:
+    """A card template: ``dataset_card/`` at the root of a checkout (editable installs, source runs);
+    a wheel installs the same folder as the data package ``xdigiskull.dataset_card``.
+
+    Args:
+        name: the template's file name (the build's card by default).
+    """
+    checkout = Path(__file__).resolve().parent.parent / "dataset_card" / name
     if checkout.is_file():
         return checkout
-    return Path(str(importlib.resources.files("xdigiskull.dataset_card") / TEMPLATE_NAME))
+    return Path(str(importlib.resources.files("xdigiskull.dataset_card") / name))
 
 
 def render_card(inputs: CardInputs, template: Path | None = None) -> str:
