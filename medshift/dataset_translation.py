@@ -73,7 +73,7 @@ class TranslationSettings:
     rows_per_shard: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keyword-only: its fields follow DatasetRow's defaulted label columns
 class TranslatedRow(DatasetRow):
     """A row of a translated dataset: the X-DigiSkull columns, then where the image came from."""
 
@@ -84,6 +84,10 @@ class TranslatedRow(DatasetRow):
     guidance_scale: float
     num_inference_steps: int
     seed: int
+
+
+# the class columns are the target's; the label columns (landmarks, mask) are not carried over yet
+NOT_KEPT = ("image", "label", "domain", "dose", "landmarks", "bone_mask")
 
 
 def translated_features() -> datasets.Features:
@@ -173,7 +177,7 @@ def translate_rows(pipe: MedShiftPipeline, rows: list[tuple[int, dict]], setting
             processing_resolution=settings.processing_resolution,
         ).images
         for (index, row), image, array in zip(batch, images, translated):
-            kept = {name: row[name] for name in DatasetRow.__dataclass_fields__ if name not in ("image", "label", "domain", "dose")}
+            kept = {name: row[name] for name in DatasetRow.__dataclass_fields__ if name not in NOT_KEPT}
             out.append(TranslatedRow(
                 image=encode_png(np.ascontiguousarray(array[..., 0], dtype=np.float32), 16 if image.mode.startswith("I") else 8),
                 label=target_label, domain=domain, dose=dose, **kept,
