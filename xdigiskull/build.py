@@ -163,6 +163,8 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     # handful of files is read in this process: no pool start-up for them. The pool starts when work is given.
     workers = min(config.num_proc, max(1, len(files) // FILES_PER_TASK))
     pool = WorkerPool(workers, worker_init, config.plugin_modules()) if len(files) > FILES_PER_TASK else None
+    if pool is not None and not config.resume:
+        pool.start()  # the workers' start-up overlaps the labelling (a resume may need none: started below)
     partial = out_resolved.parent / f".{out_resolved.name}.partial"
     dataset_dir = partial / "dataset"
     lock = _lock_work_folder(partial, Path(config.out))
