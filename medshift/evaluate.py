@@ -24,8 +24,21 @@ pipeline's own VAE encoder (``vae-latent-8x8``), and those numbers are *not* FID
 comparable with the paper's. The MMD is CMMD only with ``--clip-model``; otherwise it runs on the
 distribution backbone's features and is named for it (e.g. ``MMD [inception-v3-fid]``).
 
-Outputs in `--out`: ``report.md`` (Table 1 layout with ranks, then the paired table),
+Options beyond the paper's protocol (all off by default):
+
+- ``--phantom-seed N``: evaluate on a phantom head rendered and built on the spot (`medshift.phantom_head`),
+  its noise-free renders the paired ground truth; a head the model's ``lineage.json`` trained on is refused;
+- ``--reconstruction-ceiling``: the VAE's reconstruction (tau = 1) of the paired references, at the model's
+  processing resolution and at full size, the best a translation can score;
+- ``--match-evaluations``: SDEdit gets the steps that cost what MedShift's inversion plus generation costs
+  (every row records its network evaluations per image);
+- ``--goals FILE``: a goal table with PASS/FAIL read from a JSON file (`medshift.goals`,
+  ``docs/quality-goals.json`` holds the demo weights' goals).
+
+Outputs in `--out`: ``report.md`` (Table 1 layout with ranks, then the paired table and the goals),
 ``results.json`` (every number, the configuration and the backbones) and ``tau_sweep.png``.
+
+Every default lives in `EvaluateConfig`, which generates the command's options.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,15 +55,19 @@ import torch
 import typer
 from tqdm.auto import tqdm
 
+from medshift.command_config import config_command, option
+from medshift.goals import check_goals, goal_table, load_goals
 from medshift.image_processor import resize_square, to_unit_float
+from medshift.model_card import wrap_prose
 from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_features, psnr, ssim, table1_ranks
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
+from medshift.phantom_head import phantom_dataset
 from xdigiskull.image_io import atomic_write
 
 BASELINES = ("identity", "sdedit")
-DEFAULT_TAUS = (0.3, 0.45, 0.6)
+DEFAULT_TAUS = "0.3,0.45,0.6"  # the paper's taus
 METHOD_LABELS = {"medshift": "MedShift", "sdedit": "SDEdit", "identity": "Source images (identity)"}
 METHOD_TYPES = {"medshift": "FM", "sdedit": "FM, noised", "identity": "None"}
 
@@ -151,34 +168,56 @@ def load_ground_truth(directory: Path, pair_id: str, target: str, image_size: in
 # ---------------------------------------------------------------------------------------------- configuration
 
 
-@dataclass
-class EvaluationConfig:
-    """Everything one evaluation needs; the `medshift evaluate` options map onto these fields."""
+def _floats(value: str | list) -> list[float]:
+    if isinstance(value, list):
+        return [float(v) for v in value]
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--taus: expected comma-separated numbers such as 0.3,0.45,0.6, got {value!r}") from None
 
-    model: str  # saved MedShiftPipeline folder or Hub id
-    dataset: str = "x-digiskull"
-    source: str = "synthetic_low"
-    target: str = "real_normal"
-    taus: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    split: str = "test"
-    seed: int = 0
-    ground_truth: Path | None = None
-    # side the metrics run on; None: the dataset's own image size (780 for X-DigiSkull). The
-    # pipeline translates at its own resolution and resizes back to this size.
-    image_size: int | None = None
-    max_images: int | None = None
-    batch_size: int = 8
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    inception_weights: str | None = None
-    clip_model: str | None = None
-    lpips_alexnet: str | None = None
-    lpips_weights: str | None = None
-    # use the FID Inception and LPIPS weights `medshift weights fetch` cached, when not given explicitly
-    cached_backbones: bool = True
-    device: str = "cpu"
-    show_progress: bool = True
+
+def _names(value: str | list) -> list[str]:
+    return list(value) if isinstance(value, list) else [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything one evaluation needs, with its defaults; `medshift evaluate` has one option per field."""
+
+    model: str = field(metadata=option("Saved MedShiftPipeline folder (or Hub id) to evaluate."))
+    out: str = field(metadata=option("Folder for report.md, results.json and tau_sweep.png."))
+    dataset: str = field(default="x-digiskull", metadata=option("Dataset folder or Hub id readable by datasets.load_dataset."))
+    source: str = field(default="synthetic_low", metadata=option("Class of the images to translate."))
+    target: str = field(default="real_normal", metadata=option("Class to translate into; its images are the realism reference."))
+    taus: str | list = field(default=DEFAULT_TAUS, metadata=option("Comma-separated tau values for MedShift and SDEdit."))
+    baselines: str | list = field(default="identity,sdedit", metadata=option("Comma-separated baselines: identity, sdedit (empty for none)."))
+    split: str = field(default="test", metadata=option("Dataset split to evaluate on."))
+    seed: int = field(default=0, metadata=option("Seed of the SDEdit noise; results are deterministic for a seed."))
+    ground_truth: str | None = field(default=None, metadata=option("Phantom ground_truth/ folder (<pair_id>_<class>.png); default: the target image of the same pair_id."))
+    image_size: int | None = field(default=None, metadata=option("Side the metrics run on (default: the dataset's own size, 780 for X-DigiSkull)."))
+    max_images: int | None = field(default=None, metadata=option("Use at most this many images per class (quick runs)."))
+    batch_size: int = field(default=8, metadata=option("Images per pipeline call."))
+    steps: int | None = field(default=None, metadata=option("num_inference_steps for the pipeline (default: the model's)."))
+    guidance_scale: float | None = field(default=None, metadata=option("Guidance scale (default: the model's)."))
+    inversion_guidance_scale: float | None = field(default=None, metadata=option("Guidance of MedShift's inversion (default: the model's)."))
+    phantom_seed: int | None = field(default=None, metadata=option("Render this phantom head (`xdigiskull phantom` seed) and build it into the dataset evaluated (all poses in the test split, its noise-free renders the ground truth) instead of --dataset. Refused when the model's lineage.json lists it as a training head."))
+    phantom_views: int = field(default=4, metadata=option("Poses of the --phantom-seed head; more give a steadier CFID (about 10 s each per run on 2 CPU cores).", min=2))
+    phantom_dir: str | None = field(default=None, metadata=option("Keep the --phantom-seed exports and dataset in this folder (default: a temporary one)."))
+    allow_training_seed: bool = field(default=False, metadata=option("Evaluate on a --phantom-seed head a training stage used (not a fair test)."))
+    reconstruction_ceiling: bool = field(default=False, metadata=option("Also score the VAE's reconstruction (tau = 1) of the paired references, at the model's processing resolution and at full size: the best any translation can do."))
+    match_evaluations: bool = field(default=False, metadata=option("Give SDEdit the steps that spend as many network evaluations as MedShift's inversion plus generation (default: the same --steps)."))
+    goals: str | None = field(default=None, metadata=option("JSON goals file (see medshift.goals, e.g. docs/quality-goals.json): a goal table with PASS/FAIL."))
+    inception_weights: str | None = field(default=None, metadata=option("FID Inception weights (file or URL); default: the cached ones (medshift weights fetch)."))
+    clip_model: str | None = field(default=None, metadata=option("CLIP vision model for CMMD: Hub id (openai/clip-vit-large-patch14-336), folder or weights file."))
+    lpips_alexnet: str | None = field(default=None, metadata=option("torchvision AlexNet weights (file or URL) for LPIPS."))
+    lpips_weights: str | None = field(default=None, metadata=option("LPIPS v0.1 alex.pth lin weights (file or URL)."))
+    cached_backbones: bool = field(default=True, metadata=option("Use the FID Inception and LPIPS weights `medshift weights fetch` cached."))
+    device: str = field(default="cpu", metadata=option("torch device, e.g. cpu or cuda."))
+    show_progress: bool = field(default=True, metadata=option("Show a progress bar."))
+
+    def __post_init__(self) -> None:
+        self.taus, self.baselines = _floats(self.taus), _names(self.baselines)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -194,6 +233,8 @@ class EvaluationConfig:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if (self.lpips_alexnet is None) != (self.lpips_weights is None):
             raise ValueError("LPIPS needs both --lpips-alexnet (AlexNet trunk) and --lpips-weights (LPIPS lin layers)")
+        if self.goals is not None and not Path(self.goals).is_file():
+            raise ValueError(f"--goals {self.goals} is not a file")
 
 
 # ---------------------------------------------------------------------------------------------- backbones
@@ -222,7 +263,7 @@ class Backbones:
         }
 
 
-def build_backbones(pipe: Any, config: EvaluationConfig) -> Backbones:
+def build_backbones(pipe: Any, config: EvaluateConfig) -> Backbones:
     """Weights given explicitly first, then (with `cached_backbones`) those `medshift weights fetch`
     cached; without an Inception the distribution metrics fall back to the pipeline's VAE encoder.
     Without CLIP the MMD runs on the distribution backbone's features (and is named for it)."""
@@ -289,10 +330,11 @@ def translate_images(
     progress: tqdm | None = None,
     solver: str | None = None,
     processing_resolution: int | None = None,
+    inversion_guidance_scale: float | None = None,
 ) -> list[np.ndarray]:
     """Translate `images` with the pipeline as `run` says; image i always gets the noise of
-    generator seed `seed + i`, so results do not depend on the batch size. `solver` and
-    `processing_resolution` are the pipeline's (None: its defaults)."""
+    generator seed `seed + i`, so results do not depend on the batch size. `solver`,
+    `processing_resolution` and `inversion_guidance_scale` are the pipeline's (None: its defaults)."""
     if run.method == "identity":
         if progress is not None:
             progress.update(len(images))
@@ -307,6 +349,7 @@ def translate_images(
             source=source,
             tau=run.tau,
             guidance_scale=guidance_scale,
+            inversion_guidance_scale=inversion_guidance_scale,
             num_inference_steps=num_inference_steps,
             encode="noise" if run.method == "sdedit" else "ode",
             generator=generators,
@@ -365,7 +408,7 @@ def score_run(
     return scores
 
 
-def load_pipeline(config: EvaluationConfig) -> Any:
+def load_pipeline(config: EvaluateConfig) -> Any:
     """The MedShiftPipeline to evaluate, checked to know the source and target classes."""
     from medshift import MedShiftPipeline
 
@@ -381,7 +424,7 @@ def load_pipeline(config: EvaluationConfig) -> Any:
     return pipe
 
 
-def paired_references(config: EvaluationConfig, data: EvaluationData) -> tuple[list[np.ndarray | None], str]:
+def paired_references(config: EvaluateConfig, data: EvaluationData) -> tuple[list[np.ndarray | None], str]:
     """The paired ground truth of each source image (None where there is none), and where it came from."""
     if config.ground_truth is not None:
         references = [
@@ -393,8 +436,38 @@ def paired_references(config: EvaluationConfig, data: EvaluationData) -> tuple[l
     return references, f"{config.target} image of the same pair_id in split {config.split!r}"
 
 
+def network_calls(pipe: Any, tau: float, steps: int) -> int:
+    """UNet calls (solver stages included) that `steps` spend between t = 1 and t = tau, one direction."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # leave the pipeline's own untouched
+    scheduler.set_timesteps(steps, t_from=1.0, t_to=tau)
+    return len(scheduler.timesteps)
+
+
+def matched_sdedit_steps(pipe: Any, tau: float, steps: int) -> int:
+    """num_inference_steps for SDEdit so that its generation alone costs the network evaluations of
+    MedShift's inversion plus generation at `steps`."""
+    evaluations = 2 * network_calls(pipe, tau, steps)
+    for candidate in range(2 * steps - 2, 2 * steps + 3):
+        if network_calls(pipe, tau, candidate) == evaluations:
+            return candidate
+    raise ValueError(f"no SDEdit step count matches MedShift's {evaluations} network evaluations at tau {tau}")
+
+
+def run_steps(pipe: Any, run: Run, config: EvaluateConfig) -> tuple[int | None, int]:
+    """(num_inference_steps passed to the pipeline, network evaluations per image) of one run."""
+    if run.method == "identity":
+        return None, 0
+    steps = config.steps or pipe.scheduler.config.num_inference_steps
+    if run.method == "medshift":
+        return config.steps, 2 * network_calls(pipe, run.tau, steps)
+    if config.match_evaluations:
+        steps = matched_sdedit_steps(pipe, run.tau, steps)
+        return steps, network_calls(pipe, run.tau, steps)
+    return config.steps, network_calls(pipe, run.tau, steps)
+
+
 def score_runs(
-    pipe: Any, data: EvaluationData, references: list[np.ndarray | None], backbones: Backbones, config: EvaluationConfig
+    pipe: Any, data: EvaluationData, references: list[np.ndarray | None], backbones: Backbones, config: EvaluateConfig
 ) -> list[dict[str, Any]]:
     """Translate the source images for every run and score each; ranked rows get Table 1 ranks."""
     target_features = backbones.distribution(data.target_images)
@@ -407,12 +480,16 @@ def score_runs(
     with tqdm(total=total, desc="evaluate", unit="img", disable=not config.show_progress) as bar:
         for run in runs:
             bar.set_postfix_str(run.label)
+            steps, evaluations = run_steps(pipe, run, config)
             translations = translate_images(
                 pipe, data.source_images, run, config.source, config.target, config.seed, config.batch_size,
-                config.num_inference_steps, config.guidance_scale, bar,
+                steps, config.guidance_scale, bar, inversion_guidance_scale=config.inversion_guidance_scale,
             )  # fmt: skip
             scores = score_run(translations, data.source_images, target_features, target_embeddings, backbones, references)
-            rows.append({"method": run.method, "label": run.label, "tau": run.tau, "ranked": run.method != "identity", **scores})
+            rows.append({
+                "method": run.method, "label": run.label, "tau": run.tau, "ranked": run.method != "identity",
+                "num_inference_steps": steps, "network_evaluations": evaluations, **scores,
+            })  # fmt: skip
 
     ranked = [row for row in rows if row["ranked"]]
     if ranked and all(row["fd"] is not None and row["ssim"] is not None for row in ranked):
@@ -424,16 +501,74 @@ def score_runs(
     return rows
 
 
-def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
-    """Evaluate a saved MedShiftPipeline; returns the content of ``results.json`` (see module docstring)."""
+def reconstruct(pipe: Any, images: list[np.ndarray], target: str, resolution: int) -> list[np.ndarray]:
+    """The VAE's reconstruction of same-size grey images processed at `resolution`: the pipeline at tau = 1
+    (encode and decode, no ODE step), as (H, W) arrays."""
+    out = pipe(np.stack(images), target=target, tau=1.0, processing_resolution=resolution, output_type="np").images
+    return [image[..., 0] for image in out]
+
+
+def reconstruction_ceiling(pipe: Any, data: EvaluationData, references: list[np.ndarray | None], config: EvaluateConfig) -> dict[str, Any]:
+    """SSIM/PSNR of the VAE's reconstruction of the paired references, at the model's processing resolution
+    ("default") and at the evaluation size ("full"); with --ground-truth also those of a target-class
+    acquisition of the same pose ("target_acquisition": the noise a real image carries)."""
+    pairs = [(pair, reference) for pair, reference in zip(data.source_pair_ids, references) if reference is not None]
+    if not pairs:
+        raise ValueError("--reconstruction-ceiling needs paired references (--ground-truth, or pair_id columns)")
+    truths = [reference for _, reference in pairs]
+    ceiling: dict[str, Any] = {}
+    for name, resolution in (("default", pipe.config.resolution), ("full", data.size)):
+        reconstructions = reconstruct(pipe, truths, config.target, resolution)
+        ceiling[name] = {"processing_resolution": resolution, **mean_similarity(reconstructions, truths)}
+    acquired = [(data.target_by_pair[pair], truth) for pair, truth in pairs if pair in data.target_by_pair]
+    if config.ground_truth is not None and acquired:
+        ceiling["target_acquisition"] = mean_similarity(*map(list, zip(*acquired)))
+    return ceiling
+
+
+def checkpoint_megabytes(model: str | Path) -> float | None:
+    """Size of the pipeline's safetensors weights (None for a Hub id): the component folders model_index.json
+    names, so a training run's output folder does not count its own checkpoints/ and latent cache."""
+    index = Path(model) / "model_index.json"
+    if not index.is_file():
+        return None
+    config = json.loads(index.read_text())
+    components = [name for name, value in config.items() if isinstance(value, list) and (Path(model) / name).is_dir()]
+    files = [f for name in components for f in (Path(model) / name).rglob("*.safetensors")]
+    return sum(f.stat().st_size for f in files) / 1e6 if files else None
+
+
+def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate a saved MedShiftPipeline; returns the content of ``results.json`` (see module docstring).
+    With `phantom_seed` the dataset is a phantom head rendered and built first (`medshift.phantom_head`)."""
     config.validate()
+    if config.phantom_seed is None:
+        return evaluate_dataset(config)
+    with phantom_dataset(config) as phantom_config:
+        results = evaluate_dataset(phantom_config)
+    return name_phantom_head(results, config.phantom_seed, config.phantom_views, config.phantom_dir)
+
+
+def name_phantom_head(results: dict[str, Any], seed: int, views: int, folder: str | None) -> dict[str, Any]:
+    """Record the phantom head in the results' config, in place of the (temporary) folder it was built in."""
+    where = folder or "a temporary folder"
+    results["config"].update(
+        phantom_seed=seed, phantom_views=views, dataset=f"phantom head {seed} ({views} poses), built in {where}",
+        paired_reference=f"the phantom's noise-free {results['config']['target']} render of the same pose",
+    )  # fmt: skip
+    return results
+
+
+def evaluate_dataset(config: EvaluateConfig) -> dict[str, Any]:
+    """`run_evaluation` on the dataset the config names."""
+    goals = load_goals(config.goals) if config.goals else None
     pipe = load_pipeline(config)
     data = load_evaluation_data(config.dataset, config.split, config.source, config.target, config.image_size, config.max_images)
     references, reference_origin = paired_references(config, data)
     backbones = build_backbones(pipe, config)
     rows = score_runs(pipe, data, references, backbones, config)
-    guidance_scale, inversion_guidance_scale = pipe.guidance_scales(config.guidance_scale)
-    return {
+    guidance_scale, inversion_guidance_scale = pipe.guidance_scales(config.guidance_scale, config.inversion_guidance_scale)
+    results = {
         "config": {
             "model": str(config.model),
             "dataset": config.dataset,
@@ -446,7 +581,8 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "image_size": data.size,
             "max_images": config.max_images,
             "processing_resolution": pipe.config.resolution,
-            "num_inference_steps": config.num_inference_steps or pipe.scheduler.config.num_inference_steps,
+            "num_inference_steps": config.steps or pipe.scheduler.config.num_inference_steps,
+            "sdedit_steps": "matched network evaluations" if config.match_evaluations else "the same steps",
             "guidance_scale": guidance_scale,
             "inversion_guidance_scale": inversion_guidance_scale,
             "solver": pipe.scheduler.config.solver,
@@ -454,6 +590,7 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "realism_reference": f"all {config.target} images of split {config.split!r}"
             + (f" (first {config.max_images})" if config.max_images else ""),
             "paired_reference": reference_origin,
+            "goals": config.goals,
         },
         "backbones": backbones.describe(),
         "paper_protocol_backbones": backbones.is_paper_protocol,
@@ -463,7 +600,14 @@ def run_evaluation(config: EvaluationConfig) -> dict[str, Any]:
             "paired": sum(r is not None for r in references),
         },
         "rows": rows,
+        "checkpoint_mb": checkpoint_megabytes(config.model),
     }
+    if config.reconstruction_ceiling:
+        results["reconstruction_ceiling"] = reconstruction_ceiling(pipe, data, references, config)
+    if goals is not None:
+        results["goals"] = check_goals(results, goals)
+        results["all_passed"] = all(check["passed"] for check in results["goals"])
+    return results
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -507,11 +651,21 @@ def _main_table(results: dict[str, Any]) -> list[str]:
 
 def _paired_table(results: dict[str, Any]) -> list[str]:
     with_lpips = results["backbones"]["lpips"] is not None
-    lines = ["| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else ""), "|---|---:|---:|" + ("---:|" if with_lpips else "")]
+    with_evaluations = all("network_evaluations" in row for row in results["rows"])  # not in older results.json
+    lines = [
+        "| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else "") + (" Network evaluations |" if with_evaluations else ""),
+        "|---|---:|---:|" + ("---:|" if with_lpips else "") + ("---:|" if with_evaluations else ""),
+    ]  # fmt: skip
     for row in results["rows"]:
         paired = row["paired"]
         lpips = f" {_fmt(paired['lpips'], 3)} |" if with_lpips else ""
-        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}")
+        evaluations = f" {row['network_evaluations']} |" if with_evaluations else ""
+        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}{evaluations}")
+    blank = (" |" if with_lpips else "") + (" |" if with_evaluations else "")
+    for name, figures in results.get("reconstruction_ceiling", {}).items():
+        what = (f"VAE reconstruction ({name}: {figures['processing_resolution']} px processing)" if "processing_resolution" in figures
+                else f"a {results['config']['target']} acquisition of the pose (noise included)")  # fmt: skip
+        lines.append(f"| {what} | {_fmt(figures['ssim'], 3)} | {_fmt(figures['psnr'])} |{blank}")
     return lines
 
 
@@ -578,7 +732,10 @@ def render_report(results: dict[str, Any]) -> str:
         *_paired_table(results),
         "",
     ]
-    return "\n".join(lines)
+    if "goals" in results:
+        verdict = "all pass" if results["all_passed"] else "not all pass"
+        lines += ["## Goals", "", f"From `{config['goals']}`: {verdict}.", "", *goal_table(results["goals"]), ""]
+    return wrap_prose("\n".join(lines))
 
 
 def plot_tau_sweep(results: dict[str, Any], path: Path) -> None:
@@ -637,71 +794,18 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
 # ---------------------------------------------------------------------------------------------- command
 
 
-def _parse_taus(text: str) -> list[float]:
-    try:
-        taus = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers such as 0.3,0.45,0.6, got {text!r}", param_hint="--taus")
-    if not taus or any(not 0.0 < tau <= 1.0 for tau in taus):
-        raise typer.BadParameter(f"every tau must lie in (0, 1], got {text!r}", param_hint="--taus")
-    return taus
-
-
-def _parse_baselines(text: str) -> list[str]:
-    baselines = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise typer.BadParameter(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}", param_hint="--baselines")
-    return baselines
-
-
-def evaluate(
-    model: Annotated[str, typer.Option("--model", help="Saved MedShiftPipeline folder (or Hub id) to evaluate.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, results.json and tau_sweep.png.")],
-    dataset: Annotated[str, typer.Option(help="Dataset folder or Hub id readable by datasets.load_dataset.")] = "x-digiskull",
-    source: Annotated[str, typer.Option(help="Class of the images to translate.")] = "synthetic_low",
-    target: Annotated[str, typer.Option(help="Class to translate into; its images are the realism reference.")] = "real_normal",
-    taus: Annotated[str, typer.Option(help="Comma-separated tau values for MedShift and SDEdit.")] = "0.3,0.45,0.6",
-    baselines: Annotated[str, typer.Option(help="Comma-separated baselines: identity, sdedit (empty for none).")] = "identity,sdedit",
-    split: Annotated[str, typer.Option(help="Dataset split to evaluate on.")] = "test",
-    seed: Annotated[int, typer.Option(help="Seed of the SDEdit noise; results are deterministic for a seed.")] = 0,
-    ground_truth: Annotated[
-        Path | None,
-        typer.Option(help="Phantom ground_truth/ folder (<pair_id>_<class>.png); default: the target image of the same pair_id."),
-    ] = None,
-    image_size: Annotated[
-        int | None, typer.Option(help="Side the metrics run on (default: the dataset's own size, 780 for X-DigiSkull).")
-    ] = None,
-    max_images: Annotated[int | None, typer.Option(help="Use at most this many images per class (quick runs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 8,
-    steps: Annotated[int | None, typer.Option(help="num_inference_steps for the pipeline (default: the model's).")] = None,
-    guidance_scale: Annotated[float | None, typer.Option(help="Guidance scale (default: the model's).")] = None,
-    inception_weights: Annotated[
-        str | None, typer.Option(help="FID Inception weights (file or URL); default: the cached ones (medshift weights fetch).")
-    ] = None,
-    clip_model: Annotated[
-        str | None, typer.Option(help="CLIP vision model for CMMD: Hub id (openai/clip-vit-large-patch14-336), folder or weights file.")
-    ] = None,
-    lpips_alexnet: Annotated[str | None, typer.Option(help="torchvision AlexNet weights (file or URL) for LPIPS.")] = None,
-    lpips_weights: Annotated[str | None, typer.Option(help="LPIPS v0.1 alex.pth lin weights (file or URL).")] = None,
-    cached_backbones: Annotated[
-        bool, typer.Option(help="Use the FID Inception and LPIPS weights `medshift weights fetch` cached.")
-    ] = True,
-    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
-) -> None:
-    """Evaluate a MedShift model with the paper's Table 1 protocol, a tau sweep and paired ground truth."""
-    config = EvaluationConfig(
-        model=model, dataset=dataset, source=source, target=target, taus=_parse_taus(taus),
-        baselines=_parse_baselines(baselines), split=split, seed=seed, ground_truth=ground_truth,
-        image_size=image_size, max_images=max_images, batch_size=batch_size, num_inference_steps=steps,
-        guidance_scale=guidance_scale, inception_weights=inception_weights, clip_model=clip_model,
-        lpips_alexnet=lpips_alexnet, lpips_weights=lpips_weights, cached_backbones=cached_backbones, device=device,
-    )  # fmt: skip
-    try:
-        results = run_evaluation(config)
-    except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+def evaluate_and_write(config: EvaluateConfig) -> None:
+    """`medshift evaluate`: run the evaluation, write its outputs to `config.out` and print the report."""
+    results = run_evaluation(config)
+    out = Path(config.out)
     write_outputs(results, out)
     typer.echo(render_report(results))
     typer.echo(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'tau_sweep.png'}")
+
+
+evaluate = config_command(
+    "evaluate",
+    EvaluateConfig,
+    evaluate_and_write,
+    "Evaluate a MedShift model with the paper's Table 1 protocol, a tau sweep and paired ground truth.",
+)

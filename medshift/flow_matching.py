@@ -79,7 +79,7 @@ def prior_noise(
     hidden at tau the target class re-draws, and whatever shows through is kept. Latents of X-ray images carry
     most of their power at coarse scales, where per-cell noise averages out: with per-cell and offset noise,
     at tau = 0.45 the signal-to-noise ratio of the X-DigiSkull latents' bands 8 and 16 cells across is 5 and 80
-    (`scripts/prior_snr.py`), so the source's large-scale shading (the real domain's dynamic-range compression
+    (measured on the latents), so the source's large-scale shading (the real domain's dynamic-range compression
     undoes it) comes through untouched. Coarse levels bring those ratios down to 1-3 (0, 0, 0.25, 0.5, 0.5:
     1.5 and 2.7) while fine scales, where the anatomy's edges are, keep their per-cell noise. Empty or all
     zeros: exactly `offset_noise` (no extra draws).
@@ -122,12 +122,29 @@ def sample_times(
     return t.to(device) if device is not None else t
 
 
+def flow_path(x1: torch.Tensor, eps: torch.Tensor, t: float | torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """The probability path x_t = (1 - (1 - sigma_min) t) eps + t x1: data at t = 1, noise at t = 0.
+
+    The one place the path is written: the training loss (`sample_path`) and the scheduler's `add_noise`
+    (SDEdit's starting point) both call it.
+
+    Args:
+        x1: data latents, (batch, ...).
+        eps: noise of the same shape.
+        t: one time for the whole batch (a float) or one per sample (a tensor of shape (batch,)).
+        sigma_min: the path's noise floor at t = 1.
+    """
+    if isinstance(t, torch.Tensor):
+        t = t.view(-1, *([1] * (x1.ndim - 1)))
+    return (1 - (1 - sigma_min) * t) * eps + t * x1
+
+
 def sample_path(
     x1: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, sigma_min: float = SIGMA_MIN
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (x_t, u_t) for data `x1`, noise `eps` and times `t` of shape (batch,)."""
-    t_ = t.view(-1, *([1] * (x1.ndim - 1)))
-    x_t = (1 - (1 - sigma_min) * t_) * eps + t_ * x1
+    """Return (x_t, u_t) for data `x1`, noise `eps` and times `t` of shape (batch,): the path's point
+    (`flow_path`) and its velocity."""
+    x_t = flow_path(x1, eps, t, sigma_min)
     u_t = x1 - (1 - sigma_min) * eps
     return x_t, u_t
 

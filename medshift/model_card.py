@@ -1,10 +1,23 @@
-"""Model cards (README.md with YAML metadata) for saved and pushed MedShift pipelines."""
+"""Model cards (README.md with YAML metadata) for saved and pushed MedShift pipelines.
+
+A card is generated, never edited by hand: from the pipeline's config and components, its ``lineage.json``
+(`medshift.lineage`: the training-procedure table) and its ``evaluation.json`` (the ``results.json`` of
+`medshift evaluate`: the evaluation table). `python scripts/make_model_card.py FOLDER` regenerates a saved
+pipeline's README.md from those files.
+"""
 
 from __future__ import annotations
 
+import json
+import textwrap
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
+
+from medshift.lineage import held_out_seeds, load_lineage, seed_ranges, training_procedure_table, training_seeds
+
+EVALUATION_FILE = "evaluation.json"
 
 CARD_TAGS = ["medical-imaging", "x-ray", "flow-matching", "domain-adaptation", "medshift", "image-to-image"]
 
@@ -50,7 +63,7 @@ Recommended tau: **{tau}** (higher keeps more structure, lower gives more realis
 
 Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at several dose levels,
 780x780 grey images).{training_notes}
-
+{training_procedure}
 ## Evaluation
 
 {metric_lines}
@@ -64,7 +77,7 @@ Trained on `{dataset}` (X-DigiSkull: aligned synthetic and real skull X-rays at 
 - Fine detail above the training resolution is not synthesised: large inputs are translated at
   the training resolution and resized back.
 - Low tau changes more of the image, including anatomy; check the structure against the input.
-"""
+{extra_limitations}"""
 
 
 def inversion_guidance_text(scale: float | None) -> str:
@@ -90,6 +103,110 @@ def _noise_text(noise_offset: float, coarse_noise: list[float] | None = None) ->
     return f"; trained with {' and '.join(parts)}, which SDEdit's noise follows"
 
 
+def _evaluation_row(label: str, ssim: float | None, psnr: float | None, fd: float | None = None,
+                    source_ssim: float | None = None, evaluations: int | None = None) -> str:
+    def cell(value: float | int | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    return (f"| {label} | {cell(fd, 1)} | {cell(source_ssim, 3)} | {cell(ssim, 3)} | {cell(psnr, 2)} | "
+            f"{cell(evaluations, 0)} |")  # fmt: skip
+
+
+def evaluation_command(results: dict[str, Any]) -> str:
+    """The `medshift evaluate` command line that produced `results` (its config's options)."""
+    config = results["config"]
+    parts = ["medshift evaluate", f"--model {config['model']}"]
+    if "phantom_seed" in config:
+        parts += [f"--phantom-seed {config['phantom_seed']}", f"--phantom-views {config['phantom_views']}"]
+    else:
+        parts += [f"--dataset {config['dataset']}", f"--split {config['split']}"]
+    parts += [f"--steps {config['num_inference_steps']}", "--taus " + ",".join(f"{tau:g}" for tau in config["taus"])]
+    if "reconstruction_ceiling" in results:
+        parts.append("--reconstruction-ceiling")
+    if config.get("sdedit_steps") == "matched network evaluations":
+        parts.append("--match-evaluations")
+    if config.get("goals"):
+        parts.append(f"--goals {config['goals']}")
+    return " ".join(parts + ["--out eval"])
+
+
+def shell_lines(command: str, width: int = 118) -> list[str]:
+    """A long command as shell lines of at most `width` characters, continued with backslashes."""
+    lines = [""]
+    for option in command.replace(" --", "\0--").split("\0"):
+        if lines[-1] and len(lines[-1]) + len(option) + 3 > width:
+            lines[-1] += " \\"
+            lines.append("  ")
+        lines[-1] += ("" if lines[-1].strip() == "" else " ") + option
+    return lines
+
+
+def evaluation_table(results: dict[str, Any]) -> list[str]:
+    """The figures of a `medshift evaluate` results.json as a short Markdown table, a line on how they were
+    measured, and the goals' verdict: the model card's "Evaluation" and the README's "Results"."""
+    config, names = results["config"], {"fd": "CFID" if str(results["backbones"]["fd"]).startswith("inception") else "FD"}
+    head = config.get("phantom_seed")
+    data = (f"phantom head {head} ({results['counts']['source_images']} poses, no training stage's)" if head is not None
+            else f"`{config['dataset']}` split {config['split']} ({results['counts']['source_images']} images)")  # fmt: skip
+    lines = [
+        f"| method | {names['fd']} ↓ | SSIM to input ↑ | paired SSIM ↑ | paired PSNR (dB) ↑ | network evaluations |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        lines.append(_evaluation_row(row["label"], row["paired"]["ssim"], row["paired"]["psnr"], row["fd"], row["ssim"],
+                                     row.get("network_evaluations")))  # fmt: skip
+    for name, figures in results.get("reconstruction_ceiling", {}).items():
+        label = (f"VAE reconstruction, {figures['processing_resolution']} px" if "processing_resolution" in figures
+                 else f"a real acquisition of the pose ({config['target']})")  # fmt: skip
+        lines.append(_evaluation_row(label, figures["ssim"], figures["psnr"]))
+    text = (
+        f"{config['source']} → {config['target']} on {data}, {config['image_size']} px, {config['num_inference_steps']} "
+        f"steps, guidance {config['guidance_scale']:g} (inversion {config['inversion_guidance_scale']:g}); "
+        + ("SDEdit at MedShift's network evaluations. " if config.get("sdedit_steps") == "matched network evaluations" else "")
+        + "Paired: against the noise-free render of the same pose."
+    )  # fmt: skip
+    if "goals" in results:
+        passed = sum(goal["passed"] for goal in results["goals"])
+        text += f" Goals (`{config['goals']}`): {passed} of {len(results['goals'])} pass."
+    return [*lines, "", *textwrap.wrap(text, 120, break_on_hyphens=False), "", "```bash", *shell_lines(evaluation_command(results)), "```"]
+
+
+def _training_procedure(lineage: dict[str, Any] | None) -> str:
+    if lineage is None:
+        return ""
+    notes = [f"- {note}" for note in lineage.get("notes", [])]
+    return "\n".join([
+        "",
+        "### Training procedure",
+        "",
+        f"Training heads (phantom seeds): {seed_ranges(training_seeds(lineage))}. Held out: validation "
+        f"{seed_ranges(lineage['validation_seeds'])}, evaluation {seed_ranges(lineage['evaluation_seeds'])} "
+        f"({len(held_out_seeds(lineage))} heads no stage trained on). Every stage's command is in `lineage.json`.",
+        "",
+        *(f"- {key.replace('_', ' ').capitalize()}: {value}" for key, value in lineage.get("data", {}).items()),
+        "",
+        *training_procedure_table(lineage),
+        "",
+        *notes,
+        "",
+    ])  # fmt: skip
+
+
+def wrap_prose(text: str, width: int = 120) -> str:
+    """Markdown with its prose lines wrapped at `width` (list items indented under their dash); tables,
+    headings and fenced code stay as they are."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= width or line.startswith(("|", "#", "```")):
+            lines.append(line)
+            continue
+        indent = "  " if line.startswith("- ") else ""
+        lines.append(textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
 def make_model_card(
     pipeline: Any,
     dataset: str = "x-digiskull",
@@ -97,6 +214,9 @@ def make_model_card(
     repo_id: str | None = None,
     license: str = "apache-2.0",
     training_notes: str | None = None,
+    lineage: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
+    limitations: list[str] | None = None,
 ) -> ModelCard:
     """Generate the model card of a `MedShiftPipeline`.
 
@@ -108,6 +228,9 @@ def make_model_card(
         repo_id: Hub id used in the usage snippet; None uses a local folder placeholder.
         license: license identifier for the YAML header.
         training_notes: free text about how the weights were trained (commands, hardware, steps).
+        lineage: the weights' lineage (`medshift.lineage.load_lineage`): a training-procedure table.
+        evaluation: a `medshift evaluate` results.json: the evaluation table (instead of `metrics`).
+        limitations: further limitations of these weights, one Markdown line each.
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README text, `card.save(path)` writes it.
@@ -127,7 +250,9 @@ def make_model_card(
         training_resolution=int(config.resolution),
     )
     class_lines = "\n".join(f"- `{index}`: `{name}`" for index, name in enumerate(class_names))
-    if metrics:
+    if evaluation is not None:
+        metric_lines = "\n".join(evaluation_table(evaluation))
+    elif metrics:
         metric_lines = "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items())
     else:
         metric_lines = "No evaluation has been recorded for these weights yet (see `medshift evaluate`)."
@@ -154,6 +279,21 @@ def make_model_card(
         dataset=dataset,
         training_notes=(" " + training_notes) if training_notes else "",
         metric_lines=metric_lines,
+        training_procedure=_training_procedure(lineage),
+        extra_limitations="".join(f"- {line}\n" for line in limitations or []),
     )
-    content = f"---\n{card_data.to_yaml()}\n---\n{body}"
+    content = f"---\n{card_data.to_yaml()}\n---\n{wrap_prose(body)}"
     return ModelCard(content)
+
+
+def write_model_card(pipeline: Any, folder: str | Path, dataset: str = "x-digiskull") -> Path:
+    """Regenerate `folder`/README.md for `pipeline` (the pipeline saved there) from the folder's lineage.json and
+    evaluation.json (either may be missing), with the limitations the lineage lists. Returns the card's path."""
+    folder = Path(folder)
+    lineage = load_lineage(folder)
+    evaluation_path = folder / EVALUATION_FILE
+    evaluation = json.loads(evaluation_path.read_text(encoding="utf-8")) if evaluation_path.is_file() else None
+    limitations = lineage.get("limitations") if lineage else None
+    card = make_model_card(pipeline, dataset=dataset, lineage=lineage, evaluation=evaluation, limitations=limitations)
+    card.save(folder / "README.md")
+    return folder / "README.md"

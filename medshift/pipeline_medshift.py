@@ -103,7 +103,7 @@ class MedShiftPipeline(DiffusionPipeline):
             source class, one network call per step; guidance extrapolates off that flow, so the inverted
             z_tau keeps less of the source. None uses `guidance_scale` for both directions, as pipelines
             saved before this option did (a config without the entry loads with 1; write None into its
-            model_index.json to keep the old behaviour, as `checkpoints/medshift-xdigiskull-demo-2026-11` does).
+            model_index.json to keep the old behaviour).
 
     Example:
         ```py

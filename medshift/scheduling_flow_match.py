@@ -31,7 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from medshift.flow_matching import SIGMA_MIN, check_coarse_noise, prior_noise
+from medshift.flow_matching import SIGMA_MIN, check_coarse_noise, flow_path, prior_noise
 
 # network evaluations per solver step, and where in the step (as a fraction of its length) each one lies
 SOLVER_STAGES: dict[str, tuple[float, ...]] = {
@@ -189,7 +189,7 @@ class FlowMatchODEScheduler(SchedulerMixin, ConfigMixin):
             noise: Gaussian noise of the same shape.
             t: time in [0, 1] (MedShift's convention); t = 1 returns the data, t = 0 the noise.
         """
-        return (1 - (1 - self.config.sigma_min) * t) * noise + t * original_samples
+        return flow_path(original_samples, noise, t, self.config.sigma_min)
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps

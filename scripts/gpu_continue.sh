@@ -11,17 +11,15 @@
 #
 # Usage, from the repository root, with the project installed (or WHEELS=dir of wheels to install first):
 #   OUT=/path/to/results bash scripts/gpu_continue.sh 540        # the whole script in about 540 s
-# Made the weights of 2026-12-04's step 6 (the README's "Demo weights") on one H200 in 495 s:
-# 16 heads x 12 views, 2,618 steps at batch 64 (8.8 steps/s). Continued them in a second session (step 7) in 514 s:
-#   HEADS="1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27" LR=1.5e-4 OUT=... bash scripts/gpu_continue.sh 565
-# with INIT at its default (the then shipped weights): 3,290 steps at batch 64 (8.7 steps/s).
+# Stages 6 and 7 of the shipped weights were made with it: their heads, steps, hardware and time are in
+# checkpoints/medshift-xdigiskull-demo/lineage.json (the one record of the weights' lineage).
 set -u
 T0=$(date +%s)
 BUDGET=${1:-540}
 REPO=$(pwd)
 OUT=${OUT:-$REPO/gpu_out}
 W=${WORK:-/tmp/medshift-gpu-work}
-HEADS=${HEADS:-"1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19"}   # never 2, 7 or 11: the evaluation heads
+HEADS=${HEADS:-"1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19"}   # never a held-out head: checked below
 VIEWS=${VIEWS:-12}
 BATCH=${BATCH:-64}
 LR=${LR:-2e-4}
@@ -41,6 +39,11 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 rm -rf "$W"; mkdir -p "$W/raw"; cd "$W"   # not the repo root: the installed package, not the source tree, is imported
 python3 -c "import torch, medshift.cli, xdigiskull.cli; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" >>"$LOG" 2>&1 || fail "imports" "$LOG"
 log "imports ok"
+# the validation and evaluation heads the shipped lineage holds out (checkpoints/.../lineage.json) stay unseen
+python3 -c "import sys; from medshift.lineage import held_out_seeds, load_lineage; \
+bad = sorted(set(map(int, sys.argv[2:])) & set(held_out_seeds(load_lineage(sys.argv[1])))); \
+sys.exit(f'HEADS {bad} are held out in {sys.argv[1]}/lineage.json' if bad else 0)" \
+"$REPO/checkpoints/medshift-xdigiskull-demo" $HEADS >>"$LOG" 2>&1 || fail "held-out heads check" "$LOG"
 
 for head in $HEADS; do
   OMP_NUM_THREADS=1 python3 -m xdigiskull.cli phantom "$W/raw/head-$head" --views "$VIEWS" --seed "$head" --workers 1 >"$W/phantom-$head.log" 2>&1 &
@@ -50,8 +53,9 @@ for head in $HEADS; do [ -f "$W/raw/head-$head/manifest.csv" ] || fail "phantom 
 log "phantom: heads $HEADS, $VIEWS views each"
 
 # one manifest for all heads, paths prefixed with their head-<seed>/ folder: scripts/train_demo.py's own merge
-python3 -c "import sys; from pathlib import Path; sys.path.insert(0, '$REPO/scripts'); from train_demo import merge_manifests; \
-merge_manifests(Path(sys.argv[1]), [int(seed) for seed in sys.argv[2:]])" "$W/raw" $HEADS || fail "manifest merge" "$LOG"
+PYTHONPATH="$REPO/scripts${PYTHONPATH:+:$PYTHONPATH}" python3 -c "import sys; from pathlib import Path; \
+from train_demo import merge_manifests; merge_manifests(Path(sys.argv[1]), [int(seed) for seed in sys.argv[2:]])" \
+"$W/raw" $HEADS || fail "manifest merge" "$LOG"
 python3 -m xdigiskull.cli build "$W/raw" --out "$W/x-digiskull" --labels "$W/raw/manifest.csv" --frames all --size 780 --seed 0 \
   --num-proc "$(nproc)" >"$W/build.log" 2>&1 || fail "build" "$W/build.log"
 log "build done"

@@ -3,83 +3,9 @@
 Every stage is the public command line, run as a subprocess and printed before it runs, so the recipe
 can be repeated by hand; the script adds only timing and the final copy.
 
-The shipped `checkpoints/medshift-xdigiskull-demo/` was made with the cpu preset (2026-12-02, 2 CPU
-cores): the AutoencoderDC VAE at X-DigiSkull's own 780 px, the UNet on whole latents of 512 px images,
-phantom heads 1, 3, 4 and 5. Its UNet was then fine-tuned four times, steps this script does not run. First
-2,000 steps with coarse noise:
-
-    medshift train --dataset demo_work/x-digiskull --vae demo_work/vae --output-dir demo_work/model-coarse \
-      --init-unet demo_work/model --resolution 512 --batch-size 8 --max-steps 2000 --learning-rate 2e-4 \
-      --warmup-steps 100 --lr-schedule cosine --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 \
-      --label-dropout 0.15 --default-guidance-scale 1.5
-
-then (2026-12-04) deepened from 1 to 3 layers per block and fine-tuned on twice the heads (a dataset built
-as below with `--heads 1,3,4,5,6,8,9,10`; 3,507 steps, stopped by the 86-minute budget, float32 on 2 cores):
-
-    medshift train --dataset work8/x-digiskull --vae demo_work/vae --output-dir demo_work/model-grown3 \
-      --init-unet demo_work/model-coarse --init-unet-layers-per-block 3 --resolution 512 --batch-size 8 \
-      --max-steps 3600 --learning-rate 2e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
-      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
-      --checkpoint-every 1000 --max-minutes 86 --seed 0
-
-and (2026-12-04) deepened again, from 3 to 4 layers per block, and fine-tuned on the
-same heads (3,861 steps, stopped by the 100-minute budget, float32 on 2 cores):
-
-    medshift train --dataset work8/x-digiskull --vae demo_work/vae --output-dir demo_work/model-grown4 \
-      --init-unet demo_work/model-grown3 --init-unet-layers-per-block 4 --resolution 512 --batch-size 8 \
-      --max-steps 3900 --learning-rate 2e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
-      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
-      --checkpoint-every 1000 --max-minutes 100 --seed 0
-
-and (2026-12-04) continued with a second cosine cycle at half the learning rate and
-75 % of the training times on [0.25, 1], where translations at tau >= 0.3 run (3,152 steps, stopped by the
-88-minute budget, float32 on 2 cores):
-
-    medshift train --dataset work8/x-digiskull --vae demo_work/vae --output-dir demo_work/model-focus5 \
-      --init-unet demo_work/model-grown4 --resolution 512 --batch-size 8 \
-      --max-steps 3500 --learning-rate 1e-4 --warmup-steps 100 --lr-schedule cosine --ema-decay 0.999 \
-      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --label-dropout 0.15 --default-guidance-scale 1.5 \
-      --focus-time-min 0.25 --focus-time-fraction 0.75 --checkpoint-every 1000 --max-minutes 88 --seed 1
-
-then (2026-12-04) continued on a lent H200 with `scripts/gpu_continue.sh`:
-16 phantom heads (1, 3, 4, 5, 6, 8, 9, 10 and 12 to 19, 12 views each) built on the GPU machine, then a
-second cosine cycle at batch 64 and learning rate 2e-4 with the same focused times (2,618 of 3,010 steps,
-stopped by its 5.9-minute budget, bf16):
-
-    GUIDANCE=1.5 OUT=gpu_out bash scripts/gpu_continue.sh 540
-
-(the script then planned its steps at 0.97 of the timing run's rate, now 0.85) which runs, after the phantom and build stages,
-
-    medshift train --dataset WORK/x-digiskull --vae checkpoints/medshift-xdigiskull-demo/vae --output-dir WORK/model \
-      --init-unet checkpoints/medshift-xdigiskull-demo --resolution 512 --batch-size 64 --learning-rate 2e-4 \
-      --max-steps 3010 --max-minutes 5.93 --warmup-steps 200 --lr-schedule cosine --ema-decay 0.999 \
-      --noise-offset 1.5 --coarse-noise 0,0,0.25,0.5,0.5 --focus-time-min 0.25 --focus-time-fraction 0.75 \
-      --label-dropout 0.15 --default-guidance-scale 1.5 --seed 0
-
-and (2026-12-04, the shipped weights) continued in a second GPU session on 24 heads (those and 20 to 27): all
-3,290 steps of a fourth cosine cycle at learning rate 1.5e-4 (bf16, 8.7 steps/s, 514 s for the whole script):
-
-    HEADS="1 3 4 5 6 8 9 10 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27" LR=1.5e-4 \
-      OUT=gpu_out bash scripts/gpu_continue.sh 565
-
-after which the default guidance moved from 1.5 to 2, chosen on the validation head (seed 11).
-Finally (2026-12-05, 2 CPU cores) the VAE's decoder was fine-tuned at the UNet's 512 px: the VAE of the cpu
-preset learnt at 780 px and decodes the 512 px latents softer (its reconstructions scored a CFID ratio of 0.43
-at 512 px against 0.29 at 784). The encoder stays frozen and its scaling factor is kept, so the latents the
-UNet learnt are bit-identical and only their decoding changes (`--decoder-only`). 400 steps, then 870 more
-(the 16-minute budget stopped the second at 870 of 900), on a dataset built by stages 1-2 below with
-`--heads 1,3,4,5,6,8,9,10,12,13,14,15,16,17,18,19 --views 4` (work16):
-
-    medshift train-vae --dataset work16/x-digiskull --output-dir demo_work/vae-dec1 \
-      --init-vae checkpoints/medshift-xdigiskull-demo --decoder-only --resolution 512 --crop-size 128 \
-      --batch-size 8 --max-steps 400 --learning-rate 2e-4 --warmup-steps 20
-    medshift train-vae --dataset work16/x-digiskull --output-dir demo_work/vae-dec2 \
-      --init-vae demo_work/vae-dec1 --decoder-only --resolution 512 --crop-size 128 \
-      --batch-size 8 --max-steps 900 --max-minutes 16 --learning-rate 2e-4 --warmup-steps 20 --seed 1
-
-and demo_work/vae-dec2's weights replaced the pipeline's vae/ (logs: vae_finetune_log.csv and
-vae_finetune_config.json beside the model card).
-Its model card and the README ("Model-quality goals") give what it scores.
+The shipped `checkpoints/medshift-xdigiskull-demo/` began with the cpu preset (stage 1) and was fine-tuned
+in seven more stages this script does not run; `lineage.json` beside its weights records every stage (heads,
+steps, hardware, time, training seed and the command), and its model card is generated from that file.
 
     python scripts/train_demo.py                      # 2-core CPU, about 100 minutes
     python scripts/train_demo.py --preset gpu         # a lent GPU: more heads, longer training, larger crops
@@ -95,7 +21,7 @@ was started with (saved in WORK/recipe.json; progress in WORK/progress.json):
 A stage cut short by --max-minutes saves its state (the UNet at the step it reached, the VAE at its
 last --checkpoint-every step) and the recipe stops; the pipeline is published to --out only once the
 UNet stage has finished, so a partly trained run never replaces the shipped checkpoint. Meanwhile
-WORK/model holds the latest pipeline (`python scripts/eval_quality.py --model WORK/model` measures it).
+WORK/model holds the latest pipeline (`medshift evaluate --model WORK/model --phantom-seed 7 --out eval` measures it).
 The VAE must finish before the UNet starts (the UNet trains on its latents).
 
 On a lent GPU machine: `python scripts/train_demo.py --preset gpu --work-dir $OUT/work --out $OUT/model`
@@ -105,7 +31,7 @@ Stages (work files go to --work-dir, default ./demo_work):
 
 1. `xdigiskull phantom` raw exports (simulator PNGs, Azurion DICOMs, ground truth) of --views poses of each
    phantom head in --heads (one seed per head, in WORK/raw/head-<seed>/), and one manifest.csv for all.
-   Seeds 2 and 7 are left out on purpose: docs/eval and scripts/eval_quality.py evaluate on them.
+   The held-out heads of the shipped lineage.json (validation and evaluation heads) are refused.
 2. `xdigiskull build` X-DigiSkull from them (780x780, 8-bit, every DICOM frame: frames differ only
    in their noise, which is what the real classes must teach).
 3. `medshift train-vae`: the small one-channel AutoencoderDC (`--vae-config demo`) on random crops of the
@@ -130,6 +56,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from medshift.lineage import held_out_seeds, load_lineage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,8 +226,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def head_seeds(settings: dict) -> list[int]:
-    """The phantom heads (seeds) of the recipe's training data, in order."""
-    return [int(seed) for seed in str(settings["heads"]).split(",")]
+    """The phantom heads (seeds) of the recipe's training data, in order; the heads the shipped weights'
+    lineage.json holds out for validation and evaluation are refused."""
+    heads = [int(seed) for seed in str(settings["heads"]).split(",")]
+    lineage = load_lineage(REPO / "checkpoints" / "medshift-xdigiskull-demo")
+    held_out = sorted(set(heads) & set(held_out_seeds(lineage))) if lineage is not None else []
+    if held_out:
+        raise SystemExit(f"--heads {held_out}: held out for validation/evaluation in the shipped lineage.json; pick others")
+    return heads
 
 
 def merge_manifests(raw: Path, heads: list[int]) -> Path:

@@ -206,5 +206,5 @@ def tiny_models():
 
 @pytest.fixture(scope="session")
 def detector_sets():
-    """scripts/detector_sets.py (the image checks' evaluation sets), loaded as a module."""
+    """benchmarks/detector_sets.py (the image checks' evaluation sets), loaded as a module."""
     return load_script("detector_sets")

@@ -18,12 +18,16 @@ from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, ge
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.writer import TECHNICAL_COLUMNS, dataset_features
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load_script(name: str) -> ModuleType:
-    """scripts/<name>.py loaded as a module (registered in sys.modules, where dataclasses look their module up)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    """benchmarks/<name>.py or scripts/<name>.py (recipes and benchmarks are not packages) loaded as a module,
+    registered in sys.modules, where dataclasses look their module up."""
+    path = next((REPO / folder / f"{name}.py" for folder in ("benchmarks", "scripts") if (REPO / folder / f"{name}.py").is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"no benchmarks/{name}.py or scripts/{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

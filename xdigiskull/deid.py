@@ -28,7 +28,7 @@ DEFAULT_SALT = "x-digiskull"
 
 # corner text detection, on corner patches of this share of the field side, judged on the dataset's scale
 # (patches of other sizes are resampled to it); the values were tuned on samples 0-2399 of the evaluation set
-# in scripts/detector_sets.py and are measured on samples from 100000 on (scripts/eval_detectors.py)
+# in benchmarks/detector_sets.py and are measured on samples from 100000 on (benchmarks/eval_detectors.py)
 CORNER_SHARE = 0.15
 TEXT_REFERENCE_SIDE = 780
 # strokes: thinner than the top-hat kernel and this much brighter (darker) than their surroundings

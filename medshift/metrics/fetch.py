@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-INCEPTION_FILE = "inception-v3-fid.safetensors"
-LPIPS_FILE = "lpips-alex.safetensors"
-MANIFEST_FILE = "manifest.json"
+from medshift.metrics.cache import INCEPTION_FILE, LPIPS_FILE, MANIFEST_FILE, cache_dir
+from medshift.metrics.inception import FIDInceptionV3
 
 
 @dataclass(frozen=True)
@@ -69,21 +68,6 @@ SOURCES = (INCEPTION_SOURCE, LPIPS_SOURCE)
 
 class FetchError(RuntimeError):
     """The weights could not be fetched, verified or converted; the cache was left as it was."""
-
-
-def cache_dir() -> Path:
-    """Where converted weights live: ``$MEDSHIFT_CACHE``, else ``$HF_HOME/medshift``, else ``~/.cache/medshift``."""
-    if os.environ.get("MEDSHIFT_CACHE"):
-        return Path(os.environ["MEDSHIFT_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "medshift"
-    return Path.home() / ".cache" / "medshift"
-
-
-def cached_weights(name: str, directory: Path | None = None) -> Path | None:
-    """Path of a converted weights file (`INCEPTION_FILE`, `LPIPS_FILE`) when the fetch step made it, else None."""
-    path = (directory or cache_dir()) / name
-    return path if path.is_file() and (path.parent / MANIFEST_FILE).is_file() else None
 
 
 def sha256_of(path: Path) -> str:
@@ -143,8 +127,6 @@ def inception_state_dict(torchscript: Path) -> dict[str, torch.Tensor]:
     (conv), ``beta``, ``mean`` and ``var`` (batch norm without a scale). Its units appear in the same
     order as our `BasicConv2d` modules, so they are paired in order, and every shape is checked.
     """
-    from medshift.metrics.inception import FIDInceptionV3
-
     scripted = torch.jit.load(str(torchscript), map_location="cpu")
     theirs = scripted.state_dict()
     units = [key.removesuffix(".weight") for key in theirs if key.endswith(".weight")]

@@ -29,7 +29,7 @@ from PIL import Image
 from torch import nn
 
 from medshift.metrics.backbones import FeatureBackbone
-from medshift.metrics.fetch import INCEPTION_FILE, cached_weights
+from medshift.metrics.cache import INCEPTION_FILE, cached_weights
 from medshift.metrics.weights import load_into, load_state_dict
 
 INCEPTION_SIZE = 299

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from medshift.metrics.backbones import to_tensor_batch
-from medshift.metrics.fetch import LPIPS_FILE, cached_weights
+from medshift.metrics.cache import LPIPS_FILE, cached_weights
 from medshift.metrics.weights import load_into, load_state_dict
 
 ALEXNET_WEIGHTS_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"

@@ -5,7 +5,7 @@ The loop, in order (one optimiser step):
     x1 = cached VAE latent of an image, y = its class
     eps ~ N(0, I), t ~ U(0, 1), y -> null class with probability p   (classifier-free guidance)
     x_t, u_t = sample_path(x1, eps, t)                                (medshift.flow_matching)
-    loss = || unet(x_t, 1000 t, y) - u_t ||²
+    loss = || unet(x_t, num_train_timesteps t, y) - u_t ||²           (the scheduler config's time scale)
     AdamW step with warmup, gradient clipping, EMA update
 
 It runs on `accelerate`, so `accelerate launch --num_processes N medshift/cli.py train ...`
@@ -29,15 +29,14 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from medshift.flow_matching import check_coarse_noise, drop_labels, prior_noise, sample_path, sample_times
+from medshift.flow_matching import check_coarse_noise, drop_labels, sample_path, sample_times
+from medshift.command_config import config_command, option
 from medshift.training.common import (
     LossLog,
     TimeBudget,
-    config_command,
     infinite_batches,
     make_optimizer,
     optimizer_step,
-    option,
     resume_training,
     save_checkpoint,
     save_stopped_run,
@@ -45,6 +44,7 @@ from medshift.training.common import (
     start_accelerator,
 )
 from medshift.models import NULL_LABEL, NUM_CLASS_EMBEDS, deepen_unet
+from medshift.scheduling_flow_match import FlowMatchODEScheduler
 from medshift.training.data import (
     StreamingXDigiSkullImages,
     XDigiSkullImages,
@@ -145,7 +145,6 @@ def unet_config_for(name: str | dict, latent_channels: int) -> dict:
 def build_pipeline(vae: Autoencoder, unet: UNet2DModel, config: TrainConfig):
     """Assemble the MedShiftPipeline that `--output-dir` receives."""
     from medshift.pipeline_medshift import MedShiftPipeline
-    from medshift.scheduling_flow_match import FlowMatchODEScheduler
 
     kwargs = {}
     if config.default_guidance_scale is not None:
@@ -153,12 +152,18 @@ def build_pipeline(vae: Autoencoder, unet: UNet2DModel, config: TrainConfig):
     return MedShiftPipeline(
         vae=vae,
         unet=unet,
-        scheduler=FlowMatchODEScheduler(noise_offset=config.noise_offset, coarse_noise=list(coarse_noise_weights(config.coarse_noise)) or None),
+        scheduler=make_scheduler(config),
         class_names=list(CLASS_NAMES),
         resolution=config.resolution,
         default_tau=config.default_tau,
         **kwargs,
     )
+
+
+def make_scheduler(config: TrainConfig):
+    """The FlowMatchODEScheduler the trained pipeline is saved with; the training loss reads its prior (noise
+    offset, coarse noise), its path's sigma_min and its time scale from it, so training and inference agree."""
+    return FlowMatchODEScheduler(noise_offset=config.noise_offset, coarse_noise=list(coarse_noise_weights(config.coarse_noise)) or None)
 
 
 def save_samples(pipeline, examples: list[dict], config: TrainConfig, path: Path) -> Path:
@@ -300,24 +305,26 @@ def flow_matching_loss(
     unet: UNet2DModel,
     vae: Autoencoder,
     batch: dict,
+    scheduler: FlowMatchODEScheduler,
     label_dropout: float,
     latent_crop: int | None = None,
-    noise_offset: float = 0.0,
-    coarse_noise: tuple[float, ...] = (),
     focus_time_min: float = 0.0,
     focus_time_fraction: float = 0.0,
 ) -> torch.Tensor:
     """MSE between the predicted and the path's velocity at a random time, classes dropped to the null class
-    with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given;
-    noise from `prior_noise`: a per-channel offset of standard deviation `noise_offset` and the `coarse_noise`
-    levels; times from `sample_times` (uniform on [0, 1], or mostly on [focus_time_min, 1]). With `latent_crop` the levels' grids follow the crop's side, while SDEdit's noise follows the whole
+    with probability `label_dropout` (classifier-free guidance); on random `latent_crop` windows if given.
+
+    The noise is the scheduler's prior (`scheduler.sample_noise`: Gaussian, its per-channel `noise_offset` and
+    `coarse_noise` levels), the path its `sigma_min`'s, and the network sees `t * num_train_timesteps` as at
+    inference; times come from `sample_times` (uniform on [0, 1], or mostly on [focus_time_min, 1]). With
+    `latent_crop` the coarse levels' grids follow the crop's side, while SDEdit's noise follows the whole
     latent's; the two agree when the crop is (nearly) the whole latent."""
     x1 = random_crops(batch_latents(batch, vae), latent_crop)
     labels = drop_labels(batch["label"], NULL_LABEL, label_dropout)
-    eps = prior_noise(tuple(x1.shape), noise_offset, coarse_noise, device=x1.device, dtype=x1.dtype)
+    eps = scheduler.sample_noise(tuple(x1.shape), device=x1.device, dtype=x1.dtype)
     t = sample_times(x1.shape[0], focus_time_min, focus_time_fraction, device=x1.device)
-    x_t, u_t = sample_path(x1, eps, t)
-    velocity = unet(x_t, t * 1000, class_labels=labels).sample
+    x_t, u_t = sample_path(x1, eps, t, scheduler.config.sigma_min)
+    velocity = unet(x_t, t * scheduler.config.num_train_timesteps, class_labels=labels).sample
     return F.mse_loss(velocity.float(), u_t.float())
 
 
@@ -333,7 +340,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     """Train the flow-matching UNet as configured and save the MedShiftPipeline to `config.output_dir`."""
     check_config(config)
     output_dir = Path(config.output_dir)
-    coarse_noise = coarse_noise_weights(config.coarse_noise)
+    scheduler = make_scheduler(config)
     accelerator = start_accelerator(config, config.gradient_accumulation_steps)
     vae = load_vae(config.vae, accelerator.device)
     unet = build_unet(config, vae)
@@ -357,7 +364,7 @@ def run_training(config: TrainConfig) -> TrainResult:
         batch = next(batches)
         with accelerator.accumulate(unet):
             loss = flow_matching_loss(
-                unet, vae, batch, config.label_dropout, config.latent_crop, config.noise_offset, coarse_noise,
+                unet, vae, batch, scheduler, config.label_dropout, config.latent_crop,
                 config.focus_time_min, config.focus_time_fraction,
             )
             optimizer_step(accelerator, unet, loss, optimizer, lr_scheduler, config.max_grad_norm)

@@ -35,15 +35,14 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
+from medshift.command_config import config_command, option
 from medshift.training.common import (
     LossLog,
-    config_command,
     infinite_batches,
     make_optimizer,
     optimizer_step,
     resume_training,
     start_accelerator,
-    option,
     TimeBudget,
     save_checkpoint,
     save_stopped_run,

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medshift.cli import app
-from medshift.evaluate import EvaluationConfig, render_report, run_evaluation
+from medshift.evaluate import EvaluateConfig, render_report, run_evaluation
 from xdigiskull.classes import CLASS_NAMES
 
 SIDE = 64
@@ -183,9 +183,9 @@ def test_deterministic_for_a_seed_and_pairs_from_the_dataset(tiny_model, tiny_da
         model=str(tiny_model), dataset=str(tiny_dataset), taus=[0.5], baselines=["sdedit"], split="test",
         max_images=6, cached_backbones=False, show_progress=False,
     )  # fmt: skip
-    first = run_evaluation(EvaluationConfig(seed=1, batch_size=4, **kwargs))
-    again = run_evaluation(EvaluationConfig(seed=1, batch_size=6, **kwargs))  # batch size must not change the noise
-    other = run_evaluation(EvaluationConfig(seed=2, batch_size=4, **kwargs))
+    first = run_evaluation(EvaluateConfig(out="unused", seed=1, batch_size=4, **kwargs))
+    again = run_evaluation(EvaluateConfig(out="unused", seed=1, batch_size=6, **kwargs))  # batch size must not change the noise
+    other = run_evaluation(EvaluateConfig(out="unused", seed=2, batch_size=4, **kwargs))
     # the weights the pipeline really used: the model's guidance, its inversion unguided
     from medshift import MedShiftPipeline
 
@@ -232,7 +232,7 @@ def test_cached_backbones_are_the_default_and_named(tiny_model, tiny_dataset):
 
     if verify_cache(cache_dir()) is None:
         pytest.skip(f"no fetched backbone weights in {cache_dir()}: run `medshift weights fetch` (make install does)")
-    config = EvaluationConfig(
+    config = EvaluateConfig(out="unused", 
         model=str(tiny_model), dataset=str(tiny_dataset), taus=[], baselines=["identity"], max_images=6,
         show_progress=False,
     )  # fmt: skip

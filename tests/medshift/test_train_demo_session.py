@@ -63,7 +63,9 @@ def test_the_heads_are_rendered_apart_and_built_from_one_manifest(train_demo, tm
     from xdigiskull.phantom import generate_exports
 
     assert train_demo.head_seeds({"heads": "1,3,4,5"}) == [1, 3, 4, 5]
-    assert all(seed not in (2, 7) for preset in train_demo.PRESETS.values() for seed in train_demo.head_seeds(preset))
+    assert all(seed not in (2, 7, 11) for preset in train_demo.PRESETS.values() for seed in train_demo.head_seeds(preset))
+    with pytest.raises(SystemExit, match=r"--heads \[7, 11\]: held out for validation/evaluation"):
+        train_demo.head_seeds({"heads": "1,7,11"})  # the shipped lineage.json's held-out heads
     raw = tmp_path / "raw"
     for seed in (4, 3):
         generate_exports(raw / f"head-{seed}", views=1, seed=seed, detector=128, frames=1, progress=False)

@@ -124,7 +124,7 @@ def test_real_ultrasound_with_text_is_flagged():
 
 
 def test_text_evaluation_subset(detector_sets):
-    # the goals of scripts/eval_detectors.py on a small held-out slice of its set (the check was tuned on 0-2399)
+    # the goals of benchmarks/eval_detectors.py on a small held-out slice of its set (the check was tuned on 0-2399)
     flagged = {True: 0, False: 0}
     count = {True: 0, False: 0}
     for index in range(200_000, 200_060):

@@ -143,7 +143,7 @@ def test_saturated_air_around_a_body_is_not_a_screen_margin():
 
 
 def test_field_evaluation_subset(detector_sets):
-    # the goals of scripts/eval_detectors.py on a small slice of its set: IoU >= 0.95 for every kind,
+    # the goals of benchmarks/eval_detectors.py on a small slice of its set: IoU >= 0.95 for every kind,
     # and a frame without a collimator is the full frame
     for index in range(40):
         frame, truth, kind, bits = detector_sets.field_sample(index)

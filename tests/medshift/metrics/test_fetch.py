@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medshift.metrics.cache import cached_weights
 from medshift.metrics.fetch import (
     INCEPTION_SOURCE,
     MANIFEST_FILE,
     SOURCES,
     FetchError,
     cache_dir,
-    cached_weights,
     extract_verified,
     fetch_weights,
     load_numpy_pickle,

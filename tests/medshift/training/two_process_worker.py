@@ -11,9 +11,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from medshift.training.train import run_training
-
-sys.path.insert(0, str(Path(__file__).parents[2]))  # tests/, for the shared synthetic data
-from synthetic import tiny_train_config  # noqa: E402
+from synthetic import tiny_train_config  # tests/ is on PYTHONPATH (test_train.py sets it)
 
 
 def main() -> None:
