@@ -159,8 +159,12 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
     labeler = make_labeler(config.labels, raw_dir)
     files = list_raw_files(raw_dir)
     entries: dict[str, dict] = {}
-    workers = min(config.num_proc, max(1, len(files) // FILES_PER_TASK))  # no pool start-up for a handful
-    pool = WorkerPool(workers, worker_init, config.plugin_modules()) if workers > 1 else None
+    # worker processes, even for --num-proc 1 (a decoder that crashes then costs its file, not the build); a
+    # handful of files is read in this process: no pool start-up for them. The pool starts when work is given.
+    workers = min(config.num_proc, max(1, len(files) // FILES_PER_TASK))
+    pool = WorkerPool(workers, worker_init, config.plugin_modules()) if len(files) > FILES_PER_TASK else None
+    if pool is not None and not config.resume:
+        pool.start()  # the workers' start-up overlaps the labelling (a resume may need none: started below)
     partial = out_resolved.parent / f".{out_resolved.name}.partial"
     dataset_dir = partial / "dataset"
     lock = _lock_work_folder(partial, Path(config.out))
@@ -172,6 +176,8 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> BuildSummary
         ordered = split_files(labelled, fractions, config.seed)
         journal = BuildJournal(partial / "journal", plan_key(_plan_settings(config, labeler.mode), ordered))
         journal.start(config.resume)
+        if pool is not None and journal.resumed_chunks * FILES_PER_TASK < len(ordered):  # work left to do
+            pool.start()  # the workers start up while this process sets up the writers
         shutil.rmtree(dataset_dir, ignore_errors=True)
         dataset_dir.mkdir(parents=True)
         written = write_outcomes(

@@ -31,7 +31,7 @@ class BuildConfig:
     size: int = field(default=780, metadata=option("Output side in pixels."))
     split: str = field(default="0.8,0.1,0.1", metadata=option("train,validation,test fractions; each pose (pair id, else view) goes to the split its keyed hash falls in, so it stays there when files are added."))
     seed: int = field(default=0, metadata=option("Key of the split hash and of the row order."))
-    num_proc: int = field(default=DEFAULT_NUM_PROC, metadata=option("Worker processes (default: all cores; 1 works in this process, where a crashing decoder stops the build)."))
+    num_proc: int = field(default=DEFAULT_NUM_PROC, metadata=option("Worker processes (default: all cores). Files are read in worker processes, so a decoder that crashes costs only its file (a build of 8 files or fewer works in this process)."))
     strict: bool = field(default=False, metadata=option("Stop at the first file or frame that cannot be used.", "--strict"))
     allow_upscale: bool = field(default=False, metadata=option("Enlarge exposed fields smaller than --size instead of skipping them.", "--allow-upscale"))
     mask_burned_in: bool = field(default=False, metadata=option("Mask corners with burned-in text instead of skipping the frame.", "--mask-burned-in"))

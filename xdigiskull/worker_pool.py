@@ -64,16 +64,29 @@ class WorkerPool:
     def __init__(self, num_proc: int, initializer: Callable[[], None], plugins: tuple[str, ...] = ()):
         self.num_proc = num_proc
         self._init_args = (initializer, plugins)
-        self._executor = self._new_executor(num_proc)
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None  # started by `start`
         self.deaths = 0  # worker processes that died under this pool
 
+    def start(self) -> None:
+        """Start the worker processes now, if they are not running (`run` starts them too): call it ahead of
+        other work of the caller's, so that the workers' start-up overlaps it. A pool never started costs nothing."""
+        if self._executor is None:
+            self._executor = self._new_executor(self.num_proc)
+
     def _new_executor(self, workers: int) -> concurrent.futures.ProcessPoolExecutor:
-        return concurrent.futures.ProcessPoolExecutor(
+        executor = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise_worker, initargs=self._init_args
         )
+        # start every worker now (the executor would spawn them at the first real task): their start-up (a second
+        # of imports each) then overlaps the caller's own until its work arrives
+        for _ in range(workers):
+            executor.submit(int)
+        return executor
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
     def run(
         self,
@@ -88,6 +101,7 @@ class WorkerPool:
             function: a picklable function of one chunk, returning one result per item.
             died: the result of an item whose worker died while holding it, given the item and how it died.
         """
+        self.start()
         in_flight: deque = deque()
         window = 4 * self.num_proc
         next_chunk = 0
@@ -111,6 +125,7 @@ class WorkerPool:
             in_flight: (chunk, future) of every chunk submitted and not yet yielded, in order.
         """
         self.deaths += 1
+        assert self._executor is not None
         self._executor.shutdown(wait=True, cancel_futures=True)
         lone = self._new_executor(1)
         try:

@@ -98,13 +98,17 @@ def reference_of_raw_export(raw_export, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("marker, death", [(b"DIE-SIGKILL", "SIGKILL"), (b"DIE-ABORT", "SIGABRT")])
-def test_a_dying_worker_costs_only_its_file(raw_export, reference_of_raw_export, dying_plugin, tmp_path, marker, death):
+@pytest.mark.parametrize(
+    "marker, death, num_proc", [(b"DIE-SIGKILL", "SIGKILL", 2), (b"DIE-ABORT", "SIGABRT", 2), (b"DIE-SIGKILL", "SIGKILL", 1)]
+)
+def test_a_dying_worker_costs_only_its_file(
+    raw_export, reference_of_raw_export, dying_plugin, tmp_path, marker, death, num_proc
+):
     raw = tmp_path / "raw"
     shutil.copytree(raw_export, raw)
     _planted_dicom(raw / "azurion" / "low" / "zz-planted.dcm", marker)
-    config = BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE, seed=2, num_proc=2, decoder_plugins=dying_plugin)
-    summary = build_dataset(config, progress=False)  # 21 files: a pool of 2 workers
+    config = BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE, seed=2, num_proc=num_proc, decoder_plugins=dying_plugin)
+    summary = build_dataset(config, progress=False)  # 21 files: a pool of `num_proc` workers, even of one
 
     entry = json.loads(summary.report_path.read_text())["files"]["azurion/low/zz-planted.dcm"]
     assert entry["reason"] == "worker-died" and f"killed by signal {death}" in entry["message"]
