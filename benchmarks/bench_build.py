@@ -7,9 +7,9 @@ file is a duplicate of another (the builder writes a copy once). To reach 20k fi
 `--links` hard-links the pool under N names instead (every file is still read and decoded in full, and the
 copies are reported ``duplicate-of``; images/s counts them).
 
-    python scripts/bench_build.py --n 1000 --n 5000 --num-proc 2
-    python scripts/bench_build.py --n 0 --stages     # where a worker's time goes, step by step
-    python scripts/bench_build.py --n 1000 --against main   # this checkout vs another commit, same files, one run
+    python benchmarks/bench_build.py --n 1000 --n 5000 --num-proc 2
+    python benchmarks/bench_build.py --n 0 --stages     # where a worker's time goes, step by step
+    python benchmarks/bench_build.py --n 1000 --against main   # this checkout vs another commit, same files, one run
 
 Goal (issue 4): >= 150 images/s on 2 cores, peak RSS < 1 GiB and flat from 1k to 20k images.
 """

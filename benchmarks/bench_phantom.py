@@ -3,7 +3,7 @@
 Goal (issue 3, issue 40 goal 6): 100 raw exports (20 poses x 5 classes, 1024^2 detector) in under 60 s on 2 CPU
 cores, with peak memory under 4 GiB.
 
-    python scripts/bench_phantom.py [--views 20] [--detector 1024] [--frames 2] [--phantom-version 2] [--no-determinism]
+    python benchmarks/bench_phantom.py [--views 20] [--detector 1024] [--frames 2] [--phantom-version 2] [--no-determinism]
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ bit flips (anywhere, or in the header), truncation, a random value for an attrib
 (NumberOfFrames, Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation, window, rescale, shutter,
 angles, photometric interpretation), a swapped transfer syntax, or a PNG header that claims another size.
 
-    python scripts/fuzz_build.py --n 10000            # prints crashes, reasons, peak RSS
-    python scripts/fuzz_build.py --n 10000 --seed 424242   # any seed: the builder was tuned on seed 0 only
-    python scripts/fuzz_build.py --n 300 --num-proc 1
+    python benchmarks/fuzz_build.py --n 10000            # prints crashes, reasons, peak RSS
+    python benchmarks/fuzz_build.py --n 10000 --seed 424242   # any seed: the builder was tuned on seed 0 only
+    python benchmarks/fuzz_build.py --n 300 --num-proc 1
 
 Passes when the build completes, every input file is in the report, and no file ended as internal-error.
 """

@@ -1,4 +1,4 @@
-"""scripts/fuzz_build.py on a few hundred mutated files: the build completes, every input is in the report,
+"""benchmarks/fuzz_build.py on a few hundred mutated files: the build completes, every input is in the report,
 and nothing ends as an internal error."""
 
 from __future__ import annotations
