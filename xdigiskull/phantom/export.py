@@ -43,6 +43,7 @@ from xdigiskull.phantom.geometry import (
     SOURCE_TO_DETECTOR_MM,
     SOURCE_TO_ISOCENTER_MM,
     ConeBeam,
+    ExportLayout,
     View,
     cone_beam,
     pose_views,
@@ -66,31 +67,6 @@ CATHETER_DIAMETER_MM = 1.67
 CATHETER_PLATINUM_DENSITY = 0.5
 # effective energy used to attenuate the catheter in the real domain (keV); the head hardens the beam
 CATHETER_EFFECTIVE_KEV = 50.0
-
-
-@dataclass(frozen=True)
-class ExportLayout:
-    """Pixel layout shared by every pose of a run.
-
-    Attributes:
-        detector: detector pixels along each side (DICOM rows and columns).
-        field: side of the square exposed field, in pixels (also the simulator's field and the ground truth).
-        coarse: side of the grid the line integrals are computed on.
-        margins: (top, bottom, left, right) of the simulator's screen capture around its field.
-    """
-
-    detector: int
-    field: int
-    coarse: int
-    margins: tuple[int, int, int, int]
-
-    @property
-    def pixel_mm(self) -> float:
-        return DETECTOR_SIDE_MM / self.detector
-
-    @property
-    def coarse_pitch_mm(self) -> float:
-        return DETECTOR_SIDE_MM / self.coarse
 
 
 def export_layout(detector: int) -> ExportLayout:
@@ -197,6 +173,30 @@ def _jittered(view: View, rng: np.random.Generator, jitter_deg: float) -> View:
     return View(view.name, primary, secondary)
 
 
+def _xa_header(seed: int, pair_id: str, k: int, name: str, view: View, layout: ExportLayout,
+               corner: tuple[int, int]) -> XAHeader:
+    """The DICOM XA header of class `name` at pose k, its shutter around the field whose top-left is `corner`."""
+    row0, col0 = corner
+    acquisition = physics.ACQUISITIONS[name]
+    return XAHeader(
+        seed=seed,
+        series_key=f"{pair_id}/{name}",
+        series_number=100 + 3 * k + REAL_CLASSES.index(name),
+        kvp=acquisition.kvp,
+        tube_current_ma=acquisition.tube_current_ma,
+        exposure_time_ms=acquisition.exposure_time_ms,
+        frame_time_ms=acquisition.frame_time_ms,
+        primary_angle=view.primary,
+        secondary_angle=view.secondary,
+        source_to_detector_mm=SOURCE_TO_DETECTOR_MM,
+        source_to_patient_mm=SOURCE_TO_ISOCENTER_MM,
+        pixel_spacing_mm=layout.pixel_mm,
+        shutter=(col0 + 1, col0 + layout.field, row0 + 1, row0 + layout.field),
+        fluoroscopy=name != "real_exposure",
+        acquisition_datetime=f"20250612{9 + k // 60:02d}{k % 60:02d}{10 + 15 * REAL_CLASSES.index(name):02d}",
+    )
+
+
 def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int, k: int, view: View, frames: int,
                  jitter_deg: float) -> list[dict[str, object]]:
     """Render and write the five exports and five ground truths of pose k; returns its manifest rows."""
@@ -220,7 +220,6 @@ def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int,
     # ---- real domain: DICOM runs at the nominal pose, ground truth at the simulator's pose
     for name in REAL_CLASSES:
         dose = name.split("_", 1)[1]
-        acquisition = physics.ACQUISITIONS[name]
         processing = appearance.PROCESSING[name]
         unattenuated = renderer.unattenuated(name)
         expected = renderer.real_expected(real_thickness, real_catheter, name)
@@ -232,23 +231,7 @@ def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int,
             processed = appearance.vendor_process(appearance.log_signal(quanta, unattenuated), processing)
             stack[f] = appearance.to_12bit(appearance.to_display(processed, window, processing.gamma))
         appearance.apply_shutters(stack, field, rng)
-        header = XAHeader(
-            seed=seed,
-            series_key=f"{pair_id}/{name}",
-            series_number=100 + 3 * k + REAL_CLASSES.index(name),
-            kvp=acquisition.kvp,
-            tube_current_ma=acquisition.tube_current_ma,
-            exposure_time_ms=acquisition.exposure_time_ms,
-            frame_time_ms=acquisition.frame_time_ms,
-            primary_angle=view.primary,
-            secondary_angle=view.secondary,
-            source_to_detector_mm=SOURCE_TO_DETECTOR_MM,
-            source_to_patient_mm=SOURCE_TO_ISOCENTER_MM,
-            pixel_spacing_mm=layout.pixel_mm,
-            shutter=(col0 + 1, col0 + layout.field, row0 + 1, row0 + layout.field),
-            fluoroscopy=name != "real_exposure",
-            acquisition_datetime=f"20250612{9 + k // 60:02d}{k % 60:02d}{10 + 15 * REAL_CLASSES.index(name):02d}",
-        )
+        header = _xa_header(seed, pair_id, k, name, view, layout, (row0, col0))
         relative = f"azurion/{dose}/{view.name}_{pair_id}.dcm"
         write_xa(out / relative, stack, header, transfer_syntax_for(3 * k + REAL_CLASSES.index(name)))
         rows.append({"file": relative, "class": name, "view": view.name, "primary_angle": view.primary,

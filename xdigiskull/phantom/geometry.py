@@ -98,3 +98,28 @@ def pose_views(count: int, rng: np.random.Generator) -> list[View]:
         secondary = float(np.round(base.secondary + rng.uniform(-8.0, 8.0), 1))
         views.append(View(base.name, primary, secondary))
     return views
+
+
+@dataclass(frozen=True)
+class ExportLayout:
+    """Pixel layout shared by every pose of a run.
+
+    Attributes:
+        detector: detector pixels along each side (DICOM rows and columns).
+        field: side of the square exposed field, in pixels (also the simulator's field and the ground truth).
+        coarse: side of the grid the line integrals are computed on.
+        margins: (top, bottom, left, right) of the simulator's screen capture around its field.
+    """
+
+    detector: int
+    field: int
+    coarse: int
+    margins: tuple[int, int, int, int]
+
+    @property
+    def pixel_mm(self) -> float:
+        return DETECTOR_SIDE_MM / self.detector
+
+    @property
+    def coarse_pitch_mm(self) -> float:
+        return DETECTOR_SIDE_MM / self.coarse

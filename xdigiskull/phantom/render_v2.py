@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -18,11 +18,20 @@ from xdigiskull.phantom import appearance, physics, physics_v2
 from xdigiskull.phantom.anatomy import MATERIALS, HeadPhantom
 from xdigiskull.phantom.fine_anatomy import LANDMARKS, FineAnatomy, make_fine_anatomy
 from xdigiskull.phantom.fine_projector import project_fine, project_points
-from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, ConeBeam
+from xdigiskull.phantom.geometry import DETECTOR_SIDE_MM, ConeBeam, ExportLayout
 from xdigiskull.phantom.projector import project
 
-if TYPE_CHECKING:  # export imports this module
-    from xdigiskull.phantom.export import ExportLayout, _PoseRenderer
+
+
+class RendererV1(Protocol):
+    """What v2 takes from v1's renderer (`export._PoseRenderer`) of the same head: the catheter and open beam."""
+
+    catheter_mu_real: float
+    catheter_mu_synthetic: float
+
+    def catheter_thickness(self, beam: ConeBeam) -> np.ndarray | None: ...
+
+    def unattenuated(self, name: str) -> float: ...
 
 # a pixel is bone in the mask where its ray crosses at least this much bone or enamel (g/cm^2; ~0.5 mm cortex)
 BONE_MASK_THRESHOLD = 0.1
@@ -57,7 +66,7 @@ class PoseRendererV2:
     """
 
     def __init__(self, head: HeadPhantom, layout: ExportLayout, catheter: np.ndarray | None,
-                 renderer_v1: _PoseRenderer) -> None:
+                 renderer_v1: RendererV1) -> None:
         self.head = head
         self.fine: FineAnatomy = make_fine_anatomy(head)
         self.layout = layout

@@ -75,7 +75,7 @@ def _for_processing(quanta: np.ndarray, open_beam: float) -> np.ndarray:
 
 def render_edge(out: Path, layout, seed: int, frames: int, version: int) -> list[dict[str, object]]:
     """Write the edge's five exports and ground truths (one pose, `p<seed>-edge`) into `out`; returns the
-    manifest rows. `layout` is export.ExportLayout; the field is centred on the detector."""
+    manifest rows. `layout` is geometry.ExportLayout; the field is centred on the detector."""
     from xdigiskull.phantom.export import REAL_CLASSES, SYNTHETIC_CLASSES, _to_16bit, _write_png  # noqa: PLC0415
 
     rng = np.random.default_rng([seed, 62220])
