@@ -90,6 +90,16 @@ class TranslatedRow(DatasetRow):
 NOT_KEPT = ("image", "label", "domain", "dose", "landmarks", "bone_mask")
 
 
+# the pipeline arguments that a translation's settings (`TranslationSettings`, `medshift.translate.TranslateConfig`)
+# hold under the pipeline's own names
+SAMPLING_ARGUMENTS = ("tau", "guidance_scale", "inversion_guidance_scale", "solver", "encode", "processing_resolution")
+
+
+def sampling_arguments(settings: object) -> dict[str, object]:
+    """The `SAMPLING_ARGUMENTS` of `settings`, as keyword arguments of `MedShiftPipeline.__call__`."""
+    return {name: getattr(settings, name) for name in SAMPLING_ARGUMENTS}
+
+
 def translated_features() -> datasets.Features:
     """The X-DigiSkull features followed by the provenance columns."""
     import datasets
@@ -166,15 +176,10 @@ def translate_rows(pipe: MedShiftPipeline, rows: list[tuple[int, dict]], setting
             images,
             target=settings.target_class,
             source=settings.source_class,
-            tau=settings.tau,
-            guidance_scale=settings.guidance_scale,
-            inversion_guidance_scale=settings.inversion_guidance_scale,
             num_inference_steps=settings.num_inference_steps,
-            solver=settings.solver,
-            encode=settings.encode,
             generator=[torch.Generator(device="cpu").manual_seed(settings.seed + index) for index, _ in batch],
             output_type="np",
-            processing_resolution=settings.processing_resolution,
+            **sampling_arguments(settings),
         ).images
         for (index, row), image, array in zip(batch, images, translated):
             kept = {name: row[name] for name in DatasetRow.__dataclass_fields__ if name not in NOT_KEPT}

@@ -205,6 +205,7 @@ def translate_file(pipe: Any, config: TranslateConfig, model: tuple[str, str], p
     DICOM (``.dcm``) for a DICOM input. `model` is the pipeline's (location, revision)."""
     import torch
 
+    from medshift.dataset_translation import sampling_arguments
     from medshift.image_processor import is_sixteen_bit_file, unit_to_pil
     from xdigiskull.prepare import load_prepared
 
@@ -214,15 +215,10 @@ def translate_file(pipe: Any, config: TranslateConfig, model: tuple[str, str], p
         image,
         target=config.target,
         source=config.source,
-        tau=config.tau,
-        guidance_scale=config.guidance_scale,
-        inversion_guidance_scale=config.inversion_guidance_scale,
         num_inference_steps=config.steps,
-        solver=config.solver,
-        encode=config.encode,
         generator=torch.Generator(device="cpu").manual_seed(config.seed),
-        processing_resolution=config.processing_resolution,
         output_type="np",
+        **sampling_arguments(config),
     ).images[0, ..., 0]
     if config.format == "dicom" and is_dicom(path):
         from medshift.dicom_output import derived_secondary_capture
