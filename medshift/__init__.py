@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from medshift.version import __version__
 
 # Imported on first use so that `import medshift` (and the CLI's --help) stays fast: torch and
 # diffusers take seconds to import. diffusers also loads a saved pipeline's scheduler with

@@ -13,11 +13,10 @@ A row's output depends only on the row, the model and the settings (each row has
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -27,8 +26,17 @@ import torch
 
 from xdigiskull.classes import CLASS_NAMES, split_class_name
 from xdigiskull.processing import encode_png
+from medshift.model_location import folder_revision  # noqa: F401  (re-exported: the dataset's revision column)
+from medshift.translated_schema import (  # noqa: F401  (re-exported: the translated dataset's schema)
+    NOT_KEPT,
+    SAMPLING_ARGUMENTS,
+    TranslatedRow,
+    TranslationSettings,
+    sampling_arguments,
+    translated_features,
+)
 from xdigiskull.row import DatasetRow
-from xdigiskull.writer import dataset_features, shard_name, write_shard
+from xdigiskull.writer import shard_name, write_shard
 
 if TYPE_CHECKING:
     import datasets
@@ -37,99 +45,6 @@ if TYPE_CHECKING:
 
 WORK_FOLDER = ".medshift-translate"  # hidden: never pushed with the dataset
 SETTINGS_FILE = "settings.json"
-
-
-@dataclass(frozen=True)
-class TranslationSettings:
-    """Everything that decides a translated dataset's bytes (the provenance the card and the columns state).
-
-    Attributes:
-        source_dataset: folder or Hub id of the source X-DigiSkull.
-        split: split translated (the output has one split of that name).
-        source_class, target_class: class names.
-        model_id: folder or Hub id of the MedShift pipeline; model_revision: its Hub commit, or
-            ``sha256:<digest>`` of a local folder's weights and configs.
-        tau, guidance_scale, inversion_guidance_scale, num_inference_steps, solver, encode, processing_resolution:
-            the pipeline's call arguments, resolved to the model's defaults.
-        seed: row i gets the generator seeded with ``seed + i`` (used by ``encode="noise"``).
-        batch_size: images per pipeline call; rows_per_shard: rows per output shard (and unit of resumption).
-    """
-
-    source_dataset: str
-    split: str
-    source_class: str
-    target_class: str
-    model_id: str
-    model_revision: str
-    tau: float
-    guidance_scale: float
-    inversion_guidance_scale: float
-    num_inference_steps: int
-    solver: str
-    encode: str
-    processing_resolution: int
-    seed: int
-    batch_size: int
-    rows_per_shard: int
-
-
-@dataclass(frozen=True, kw_only=True)  # keyword-only: its fields follow DatasetRow's defaulted label columns
-class TranslatedRow(DatasetRow):
-    """A row of a translated dataset: the X-DigiSkull columns, then where the image came from."""
-
-    source_label: str
-    model_id: str
-    model_revision: str
-    tau: float
-    guidance_scale: float
-    num_inference_steps: int
-    seed: int
-
-
-# the class columns are the target's; the label columns (landmarks, mask) are not carried over yet
-NOT_KEPT = ("image", "label", "domain", "dose", "landmarks", "bone_mask")
-
-
-# the pipeline arguments that a translation's settings (`TranslationSettings`, `medshift.translate.TranslateConfig`)
-# hold under the pipeline's own names
-SAMPLING_ARGUMENTS = ("tau", "guidance_scale", "inversion_guidance_scale", "solver", "encode", "processing_resolution")
-
-
-def sampling_arguments(settings: object) -> dict[str, object]:
-    """The `SAMPLING_ARGUMENTS` of `settings`, as keyword arguments of `MedShiftPipeline.__call__`."""
-    return {name: getattr(settings, name) for name in SAMPLING_ARGUMENTS}
-
-
-def translated_features() -> datasets.Features:
-    """The X-DigiSkull features followed by the provenance columns."""
-    import datasets
-
-    features = dataset_features()
-    features.update({
-        "source_label": datasets.Value("string"),
-        "model_id": datasets.Value("string"),
-        "model_revision": datasets.Value("string"),
-        "tau": datasets.Value("float32"),
-        "guidance_scale": datasets.Value("float32"),
-        "num_inference_steps": datasets.Value("int32"),
-        "seed": datasets.Value("int32"),
-    })
-    return features
-
-
-def folder_revision(folder: str | os.PathLike) -> str:
-    """``sha256:<16 hex>`` over a saved pipeline's model_index.json and component files (not its README card)."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    files = [folder / "model_index.json", *sorted(p for p in folder.glob("*/*") if p.is_file())]
-    for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        file_digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                file_digest.update(block)
-        digest.update(file_digest.digest())
-    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 def resolve_model(model: str, revision: str | None = None) -> tuple[Path, str | None]:

@@ -28,7 +28,7 @@ BIPED_ORIENTATIONS = {"A", "P", "R", "L", "H", "F"}
 def pipeline_provenance(pipe: object) -> tuple[str, str]:
     """(model id, revision) of a loaded pipeline: the folder or Hub snapshot it was loaded from, and the Hub commit
     (the snapshot folder's name) or the folder's content hash; ("unsaved", "unsaved") for a pipeline built in memory."""
-    from medshift.dataset_translation import folder_revision
+    from medshift.model_location import folder_revision
 
     name = str(getattr(pipe, "name_or_path", "") or "")
     folder = Path(name)
@@ -91,7 +91,7 @@ def derived_secondary_capture(
     """
     import highdicom as hd
 
-    from medshift import __version__
+    from medshift.version import __version__
 
     ds, crop_side = source_geometry(source)
     image = np.asarray(image, dtype=np.float32)

@@ -3,6 +3,7 @@ checks that tell a missing local folder from a Hub repository id."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -38,3 +39,18 @@ def missing_pipeline_message(path: str | os.PathLike) -> str:
     if Path(path).resolve() == DEMO_CHECKPOINT:
         message += "; the demo checkpoint ships with the repository (git clone it), or set $MEDSHIFT_MODEL"
     return message
+
+
+def folder_revision(folder: str | os.PathLike) -> str:
+    """``sha256:<16 hex>`` over a saved pipeline's model_index.json and component files (not its README card)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    files = [folder / "model_index.json", *sorted(p for p in folder.glob("*/*") if p.is_file())]
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                file_digest.update(block)
+        digest.update(file_digest.digest())
+    return f"sha256:{digest.hexdigest()[:16]}"

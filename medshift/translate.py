@@ -119,7 +119,8 @@ def load_pipeline(config: TranslateConfig, device: str | None) -> tuple[Any, str
     and --source."""
     import torch
 
-    from medshift.dataset_translation import folder_revision, resolve_model
+    from medshift.dataset_translation import resolve_model
+    from medshift.model_location import folder_revision
     from medshift.pipeline_medshift import MedShiftPipeline
 
     location = config.model or default_model()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -19,8 +18,7 @@ from xdigiskull.card import LICENSE, LICENSE_NAME, features_yaml, size_category,
 from xdigiskull.classes import CLASS_NAMES
 from xdigiskull.image_io import atomic_write
 
-if TYPE_CHECKING:
-    from medshift.dataset_translation import TranslationSettings
+from medshift.translated_schema import TranslationSettings, translated_features
 
 TEMPLATE_NAME = "TRANSLATED.template.md"
 HUB_URL = "https://huggingface.co"
@@ -53,8 +51,6 @@ def shard_facts(shards: list[Path]) -> tuple[int, int, int]:
 
 def card_yaml(settings: TranslationSettings, num_rows: int, num_bytes: int) -> str:
     """The YAML header (without the ``---`` fences)."""
-    from medshift.dataset_translation import translated_features
-
     header: dict = {
         "license": LICENSE,
         "task_categories": ["image-to-image", "image-classification"],
@@ -84,7 +80,7 @@ def render_translated_card(settings: TranslationSettings, shards: list[Path]) ->
         settings: the translation's settings.
         shards: the written shards (rows, sizes and bit depth are read from them).
     """
-    from medshift import __version__
+    from medshift.version import __version__
 
     num_rows, num_bytes, bit_depth = shard_facts(shards)
     settings_table = {

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from xdigiskull.phantom import appearance, physics
+import xdigiskull.phantom.appearance as appearance
+import xdigiskull.phantom.physics as physics
 from xdigiskull.phantom.anatomy import HeadPhantom, catheter_path, make_head
 from xdigiskull.phantom.dicom_writer import XAHeader, transfer_syntax_for, write_xa
 from xdigiskull.phantom.geometry import (
@@ -51,6 +52,7 @@ from xdigiskull.phantom.geometry import (
 from xdigiskull.phantom.projector import project, tube_chord_mm
 from xdigiskull.phantom.render_v2 import LABEL_COLUMNS, LABEL_FOLDER, PoseRendererV2, bone_mask_path
 from xdigiskull.image_io import atomic_write
+from xdigiskull.phantom.export_files import REAL_CLASSES, SYNTHETIC_CLASSES, to_16bit, write_png
 
 # hidden folder inside OUT where a run is rendered before its files are moved into place
 STAGING_FOLDER = ".phantom-partial"
@@ -59,8 +61,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = ("file", "class", "view", "primary_angle", "
 MANIFEST_COLUMNS_V2: tuple[str, ...] = MANIFEST_COLUMNS + LABEL_COLUMNS
 PHANTOM_VERSIONS: tuple[int, ...] = (1, 2)
 TEST_OBJECTS: tuple[str, ...] = ("edge",)
-SYNTHETIC_CLASSES: tuple[str, ...] = ("synthetic_low", "synthetic_high")
-REAL_CLASSES: tuple[str, ...] = ("real_low", "real_normal", "real_exposure")
 
 # catheter: a 5F (1.67 mm) braided catheter; its radiopacity as an equivalent platinum density (g/cm^3)
 CATHETER_DIAMETER_MM = 1.67
@@ -76,28 +76,6 @@ def export_layout(detector: int) -> ExportLayout:
     top = bottom = max(8, detector // 20)
     side = max(16, detector // 6)
     return ExportLayout(detector=detector, field=field, coarse=coarse, margins=(top, bottom, side, side + 4))
-
-
-# fast zlib level, and the "up" filter where OpenCV has the option (>= 4.11): on these smooth images it is as small
-# as the adaptive filters and a third faster
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-    _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    """PNG via OpenCV (RGB input is given in RGB order), written atomically."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", image, _PNG_PARAMS)
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    with atomic_write(path) as temporary:
-        temporary.write_bytes(encoded.tobytes())
-
-
-def _to_16bit(display: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(display, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
 def _upsample(image: np.ndarray, size: int) -> np.ndarray:
@@ -242,7 +220,7 @@ def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int,
         truth_processed = renderer.real_noise_free(truth_expected, name)
         truth_window = appearance.auto_window(truth_processed, field, truth_expected > 0.9 * unattenuated)
         truth = appearance.to_display(truth_processed[field], truth_window, processing.gamma)
-        _write_png(out / "ground_truth" / f"{pair_id}_{name}.png", _to_16bit(truth))
+        write_png(out / "ground_truth" / f"{pair_id}_{name}.png", to_16bit(truth))
 
     # ---- synthetic domain: screen captures at the simulator's pose
     for name in SYNTHETIC_CLASSES:
@@ -252,14 +230,14 @@ def _render_pose(renderer: _PoseRenderer | PoseRendererV2, out: Path, seed: int,
         noisy = appearance.simulator_noise(display, look, rng)
         capture = appearance.screen_capture(np.rint(noisy * 255.0).astype(np.uint8), layout.margins)
         relative = f"simulator/{dose}/{view.name}_{pair_id}.png"
-        _write_png(out / relative, capture)
+        write_png(out / relative, capture)
         rows.append({"file": relative, "class": name, "view": view.name,
                      "primary_angle": synthetic_view.primary, "secondary_angle": synthetic_view.secondary,
                      "pair_id": pair_id, "frames": 1, **_label_columns(renderer, synthetic_thickness, field, pair_id)})
-        _write_png(out / "ground_truth" / f"{pair_id}_{name}.png", _to_16bit(display))
+        write_png(out / "ground_truth" / f"{pair_id}_{name}.png", to_16bit(display))
     if isinstance(renderer, PoseRendererV2):
         # the bone mask is drawn in the ground truth's frame (the simulator's pose), like every ground truth
-        _write_png(out / bone_mask_path(pair_id), renderer.bone_mask(synthetic_thickness, field))
+        write_png(out / bone_mask_path(pair_id), renderer.bone_mask(synthetic_thickness, field))
     return rows
 
 

@@ -14,7 +14,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from xdigiskull.phantom import appearance, physics, physics_v2
+import xdigiskull.phantom.appearance as appearance
+import xdigiskull.phantom.physics as physics
+import xdigiskull.phantom.physics_v2 as physics_v2
 from xdigiskull.phantom.anatomy import MATERIALS, HeadPhantom
 from xdigiskull.phantom.fine_anatomy import LANDMARKS, FineAnatomy, make_fine_anatomy
 from xdigiskull.phantom.fine_projector import project_fine, project_points

@@ -15,7 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xdigiskull.phantom import appearance, physics, physics_v2
+import xdigiskull.phantom.appearance as appearance
+import xdigiskull.phantom.physics as physics
+import xdigiskull.phantom.physics_v2 as physics_v2
+from xdigiskull.phantom.export_files import REAL_CLASSES, SYNTHETIC_CLASSES, to_16bit, write_png
 from xdigiskull.phantom.dicom_writer import XAHeader, transfer_syntax_for, write_xa
 from xdigiskull.phantom.geometry import SOURCE_TO_DETECTOR_MM, SOURCE_TO_ISOCENTER_MM
 
@@ -76,7 +79,6 @@ def _for_processing(quanta: np.ndarray, open_beam: float) -> np.ndarray:
 def render_edge(out: Path, layout, seed: int, frames: int, version: int) -> list[dict[str, object]]:
     """Write the edge's five exports and ground truths (one pose, `p<seed>-edge`) into `out`; returns the
     manifest rows. `layout` is geometry.ExportLayout; the field is centred on the detector."""
-    from xdigiskull.phantom.export import REAL_CLASSES, SYNTHETIC_CLASSES, _to_16bit, _write_png  # noqa: PLC0415
 
     rng = np.random.default_rng([seed, 62220])
     pair_id = f"p{seed}-edge"
@@ -110,7 +112,7 @@ def render_edge(out: Path, layout, seed: int, frames: int, version: int) -> list
         write_xa(out / relative, stack, header, transfer_syntax_for(index))
         rows.append({"file": relative, "class": name, **base, "frames": frames})
         truth = _for_processing(noise_free[field], open_beam) / appearance.PIXEL_MAX_12BIT
-        _write_png(out / "ground_truth" / f"{pair_id}_{name}.png", _to_16bit(truth))
+        write_png(out / "ground_truth" / f"{pair_id}_{name}.png", to_16bit(truth))
     tables = physics.physics_tables()
     mu = float(np.interp(physics.SYNTHETIC_ENERGY_KEV, tables["energies_kev"], tables["mass_mu_tungsten"]))
     attenuation = plate * np.float32(mu * float(tables["density_tungsten"]) * 0.1)
@@ -120,7 +122,7 @@ def render_edge(out: Path, layout, seed: int, frames: int, version: int) -> list
         noisy = appearance.simulator_noise(display, look, rng)
         capture = appearance.screen_capture(np.rint(noisy * 255.0).astype(np.uint8), layout.margins)
         relative = f"simulator/{name.split('_', 1)[1]}/edge_{pair_id}.png"
-        _write_png(out / relative, capture)
+        write_png(out / relative, capture)
         rows.append({"file": relative, "class": name, **base, "frames": 1})
-        _write_png(out / "ground_truth" / f"{pair_id}_{name}.png", _to_16bit(display))
+        write_png(out / "ground_truth" / f"{pair_id}_{name}.png", to_16bit(display))
     return rows
