@@ -26,10 +26,8 @@ import torch
 
 from xdigiskull.classes import CLASS_NAMES, split_class_name
 from xdigiskull.processing import encode_png
-from medshift.model_location import folder_revision  # noqa: F401  (re-exported: the dataset's revision column)
-from medshift.translated_schema import (  # noqa: F401  (re-exported: the translated dataset's schema)
+from medshift.translated_schema import (
     NOT_KEPT,
-    SAMPLING_ARGUMENTS,
     TranslatedRow,
     TranslationSettings,
     sampling_arguments,
@@ -49,7 +47,8 @@ SETTINGS_FILE = "settings.json"
 
 def resolve_model(model: str, revision: str | None = None) -> tuple[Path, str | None]:
     """Where to load a pipeline from, and its Hub commit: a Hub id is downloaded (safetensors only) and named by
-    its commit; a local path is returned as it is with None (`folder_revision` names it once it has loaded)."""
+    its commit; a local path is returned as it is with None (`medshift.model_location.folder_revision` names it
+    once it has loaded)."""
     from medshift.model_location import looks_local
 
     if looks_local(model):

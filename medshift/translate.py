@@ -141,7 +141,7 @@ def load_pipeline(config: TranslateConfig, device: str | None) -> tuple[Any, str
 
 def dataset_settings(config: TranslateConfig, pipe: Any, location: str, revision: str) -> Any:
     """The `TranslationSettings` of a --dataset run, with the model's defaults filled in."""
-    from medshift.dataset_translation import TranslationSettings
+    from medshift.translated_schema import TranslationSettings
 
     tau, guidance, inversion_guidance, solver, resolution = pipe.check_inputs(
         config.tau, config.guidance_scale, config.steps, config.solver, config.encode, "np",
@@ -206,7 +206,7 @@ def translate_file(pipe: Any, config: TranslateConfig, model: tuple[str, str], p
     DICOM (``.dcm``) for a DICOM input. `model` is the pipeline's (location, revision)."""
     import torch
 
-    from medshift.dataset_translation import sampling_arguments
+    from medshift.translated_schema import sampling_arguments
     from medshift.image_processor import is_sixteen_bit_file, unit_to_pil
     from xdigiskull.prepare import load_prepared
 

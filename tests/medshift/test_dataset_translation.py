@@ -16,7 +16,8 @@ from datasets import Image, load_dataset
 from typer.testing import CliRunner
 
 from medshift.cli import app
-from medshift.dataset_translation import WORK_FOLDER, folder_revision
+from medshift.dataset_translation import WORK_FOLDER
+from medshift.model_location import folder_revision
 from xdigiskull.classes import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from synthetic import PLANTED_IDENTIFIERS, skull_like
 from typer.testing import CliRunner
 
 from medshift.cli import app
-from medshift.dataset_translation import folder_revision
+from medshift.model_location import folder_revision
 from medshift.pipeline_medshift import MedShiftPipeline
 
 # 120 x 120 detector, 0.2 mm pixels, a shutter leaving a 96 x 96 field: the translation covers the 96 px square
