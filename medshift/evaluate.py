@@ -55,7 +55,6 @@ import torch
 import typer
 from tqdm.auto import tqdm
 
-from medshift.command_config import config_command, option
 from medshift.goals import check_goals, goal_table, load_goals
 from medshift.image_processor import resize_square, to_unit_float
 from medshift.model_card import wrap_prose
@@ -64,6 +63,7 @@ from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
 from medshift.phantom_head import phantom_dataset
+from xdigiskull.command_line import config_command, option
 from xdigiskull.image_io import atomic_write
 
 BASELINES = ("identity", "sdedit")

@@ -17,7 +17,6 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from PIL import Image
 
-from xdigiskull.command_line import config_command, option  # noqa: F401  (re-exported: the training configs use them)
 from xdigiskull.image_io import atomic_write
 
 

@@ -30,7 +30,6 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from medshift.flow_matching import check_coarse_noise, drop_labels, sample_path, sample_times
-from medshift.command_config import config_command, option
 from medshift.training.common import (
     LossLog,
     TimeBudget,
@@ -56,6 +55,7 @@ from medshift.training.latents import LatentDataset, load_or_build_cache, load_v
 from medshift.vae_codec import Autoencoder, downsampling_factor, encode_grey
 from xdigiskull.classes import CLASS_NAMES
 from medshift.image_processor import resize_square, to_unit_float
+from xdigiskull.command_line import config_command, option
 
 LOG_FIELDS = ["step", "loss", "lr", "seconds"]
 

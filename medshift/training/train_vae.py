@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from medshift.command_config import config_command, option
 from medshift.training.common import (
     LossLog,
     infinite_batches,
@@ -59,6 +58,7 @@ from medshift.training.data import (
     prepare_example,
 )
 from medshift.vae_codec import Autoencoder, downsampling_factor, encode_unscaled, vae_input, vae_output
+from xdigiskull.command_line import config_command, option
 
 LOG_FIELDS = ["step", "loss", "l1", "edge", "kl", "lr", "seconds"]
 
