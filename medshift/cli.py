@@ -1,4 +1,4 @@
-"""`medshift` command line: translate, train, train-vae, evaluate, weights fetch, demo."""
+"""`medshift` command line: translate, train, train-vae, evaluate, benchmark, weights fetch, demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from medshift.benchmark.run import benchmark
 from medshift.evaluate import evaluate
 from medshift.training.train import train
 from medshift.training.train_vae import train_vae
@@ -17,7 +18,8 @@ from xdigiskull.command_line import command_line_app
 app = command_line_app(
     "medshift",
     "MedShift: sim-to-real X-ray translation with class-conditional latent flow matching.",
-    {"translate": translate, "train": train, "train-vae": train_vae, "evaluate": evaluate},
+    {"translate": translate, "train": train, "train-vae": train_vae, "evaluate": evaluate,
+     "benchmark": benchmark},
 )
 
 

@@ -1,4 +1,4 @@
-"""`xdigiskull` command line: phantom, build, push, inspect."""
+"""`xdigiskull` command line: phantom, phantom-benchmark, build, push, inspect."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from xdigiskull.command_line import command_line_app
 from xdigiskull.hub import push
 from xdigiskull.inspect import inspect
 from xdigiskull.phantom.cli import phantom
+from xdigiskull.phantom_benchmark import phantom_benchmark
 
 app = command_line_app(
     "xdigiskull",
     "Build the X-DigiSkull sim-to-real skull X-ray dataset from raw exports, and publish it.",
-    {"phantom": phantom, "build": build, "push": push, "inspect": inspect},
+    {"phantom": phantom, "phantom-benchmark": phantom_benchmark, "build": build, "push": push, "inspect": inspect},
 )
 
 if __name__ == "__main__":
