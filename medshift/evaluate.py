@@ -14,7 +14,8 @@ For a source class (e.g. synthetic_low) and a target class (e.g. real_normal) of
    of the paper's Table 1, see `medshift.metrics.ranking`);
 5. paired ground truth (phantom data): SSIM, PSNR and LPIPS of each translation against the
    target-class render of the same pose (`pair_id`): the phantom's noise-free
-   ``ground_truth/<pair_id>_<target>.png`` when `--ground-truth` is given, otherwise the
+   ``ground_truth/<pair_id>_<target>.png`` when `--ground-truth` is given, else the dataset's
+   ``ground_truth`` column when it has one (`xdigiskull phantom-benchmark`), otherwise the
    target-class image of the same pair_id in the split.
 
 Every metric names the backbone it was computed on. By default the FID Inception-v3 (CFID,
@@ -85,6 +86,9 @@ class EvaluationData:
     target_images: list[np.ndarray]
     # pair_id -> the target-class image of that pose in the split (lowest frame index)
     target_by_pair: dict[str, np.ndarray] = field(default_factory=dict)
+    # pair_id -> the noise-free target-class render of that pose, from a ``ground_truth`` column (the phantom
+    # benchmark dataset, `xdigiskull phantom-benchmark`); empty when the dataset has none
+    truth_by_pair: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_evaluation_data(
@@ -144,12 +148,18 @@ def load_evaluation_data(
 
     paired_rows = sorted(pair_row[pair] for pair in wanted_pairs)
     paired_images = dict(zip(paired_rows, images_of(paired_rows)))
+    truth_by_pair = {}
+    if "ground_truth" in ds.column_names and paired_rows:
+        truths = [resize_square(to_unit_float(row["ground_truth"]), image_size) for row in ds.select(paired_rows)]
+        truth_by_row = dict(zip(paired_rows, truths))
+        truth_by_pair = {pair: truth_by_row[pair_row[pair]] for pair in wanted_pairs}
     return EvaluationData(
         size=image_size,
         source_images=images_of(source_rows),
         source_pair_ids=[pair_ids[row] for row in source_rows],
         target_images=images_of(target_rows),
         target_by_pair={pair: paired_images[pair_row[pair]] for pair in wanted_pairs},
+        truth_by_pair=truth_by_pair,
     )
 
 
@@ -432,6 +442,9 @@ def paired_references(config: EvaluateConfig, data: EvaluationData) -> tuple[lis
             for pair in data.source_pair_ids
         ]
         return references, f"phantom ground truth {config.ground_truth}/<pair_id>_{config.target}.png"
+    if data.truth_by_pair:
+        references = [data.truth_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
+        return references, f"the dataset's noise-free ground_truth of the {config.target} row of the same pair_id"
     references = [data.target_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
     return references, f"{config.target} image of the same pair_id in split {config.split!r}"
 

@@ -210,7 +210,7 @@ def render_phantom_card(ds: "object", heads: list[int], views: int, size: int, e
         "pretty_name": "X-DigiSkull phantom benchmark",
         "size_categories": [size_category(len(ds))],
         "configs": [{"config_name": "default", "data_files": [{"split": "test", "path": "data/test-*"}]}],
-        "dataset_info": {"features": features_yaml(ds.features), "splits": [{"name": "test", "num_examples": len(ds)}]},
+        "dataset_info": {"features": features_yaml(ds.features)},
     }
     values = {
         "yaml_header": yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120).rstrip("\n"),

@@ -48,7 +48,8 @@ from xdigiskull.phantom_benchmark import (
 
 QUICK = {  # --quick: a few minutes on 2 CPU cores (translations at 256 px, a tiny detector)
     "train_heads": [201, 202], "train_views": 2, "test_heads": [301], "test_views": 2, "phantom_detector": 384,
-    "size": 256, "seeds": [0, 1, 2], "input_size": 64, "train_steps": 60, "steps": 6, "processing_resolution": 256,
+    "size": 256, "seeds": [0, 1, 2], "input_size": 48, "train_steps": 40, "width": 8, "steps": 6,
+    "processing_resolution": 256,
 }
 
 

@@ -15,11 +15,15 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _interval(entry: dict[str, float] | None, digits: int = 2, scale: float = 1.0) -> str:
+def _interval(entry: dict[str, float] | None, digits: int = 2, scale: float = 1.0,
+              bounds: tuple[float, float] | None = None) -> str:
+    """mean [low, high]; `bounds` clips the interval to a figure's possible range (an SDR lies in 0..100 %)."""
     if entry is None:
         return "–"
-    return (f"{entry['mean'] * scale:.{digits}f} [{entry['low'] * scale:.{digits}f}, "
-            f"{entry['high'] * scale:.{digits}f}]")
+    low, high = entry["low"] * scale, entry["high"] * scale
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return f"{entry['mean'] * scale:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def ordered_conditions(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,10 +59,11 @@ def results_table(results: dict[str, Any]) -> list[str]:
             else:
                 image = (f" {_f(row['fd'])} | {_f(row['coverage'])} | {_f(row['mmd'])} | {_f(row['lpips'], 3)} | "
                          f"{_f(row['ssim'], 3)} | {row.get('average_rank') if row.get('average_rank') is not None else '–'} |")
-        sdr = "".join(f" {_interval(stats[f'sdr_{t:g}mm'], 1)} |" for t in thresholds)
+        sdr = "".join(f" {_interval(stats[f'sdr_{t:g}mm'], 1, bounds=(0.0, 100.0))} |" for t in thresholds)
         gap = "" if condition["method"] in ("identity", "oracle") else _interval(stats.get("gap_closed"), 0, 100.0)
         gap = {"identity": "0", "oracle": "100"}.get(condition["method"], gap)
-        lines.append(f"| {condition['label']} |{image} {_interval(stats['mre_mm'])} |{sdr} {gap} |")
+        mre = _interval(stats["mre_mm"], bounds=(0.0, float("inf")))
+        lines.append(f"| {condition['label']} |{image} {mre} |{sdr} {gap} |")
     return lines
 
 
