@@ -85,13 +85,13 @@ class BenchmarkConfig:
     train_steps: int = field(default=500, metadata=option("Detector optimiser steps (the same for every condition).", min=1))
     batch_size: int = field(default=8, metadata=option("Detector batch size.", min=1))
     width: int = field(default=16, metadata=option("Channels of the detector's first stage.", min=4))
-    steps: int | None = field(default=None, metadata=option("num_inference_steps of MedShift (default: the model's); SDEdit gets matched network evaluations."))
+    steps: int | None = field(default=20, metadata=option("num_inference_steps of MedShift (the README's evaluation uses 20; empty: the model's); SDEdit gets matched network evaluations."))
     guidance_scale: float | None = field(default=None, metadata=option("Guidance scale of the translations (default: the model's)."))
     processing_resolution: int | None = field(default=None, metadata=option("Resolution the pipeline translates at (default: the model's)."))
     image_metrics: bool = field(default=True, metadata=option("Also compute medshift evaluate's image metrics of the translations (CFID needs `medshift weights fetch`)."))
     allow_training_heads: bool = field(default=False, metadata=option("Allow test heads that the model's lineage.json trained on (not a fair test)."))
     quick: bool = field(default=False, metadata=option("A run of a few minutes with tiny settings (2 training heads x 2 poses, 1 test head, 64 px detector)."))
-    threads: int = field(default=2, metadata=option("torch threads for the detectors.", min=1))
+    threads: int = field(default=1, metadata=option("torch threads for translations and detectors (1 is the fastest on a busy 2-core machine).", min=1))
 
     def __post_init__(self) -> None:
         self.model = self.model or default_model()
@@ -296,6 +296,9 @@ def run_benchmark(config: BenchmarkConfig, log: Any = print) -> dict[str, Any]:
     """The whole benchmark; returns the content of ``results.json``."""
     from medshift.evaluate import load_pipeline
 
+    import torch
+
+    torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     train_path = training_dataset(config)

@@ -65,7 +65,7 @@ def test_the_detector_learns_to_beat_a_constant_guess() -> None:
     size = 64
     train_images, train_points = _blobs(48, size, 0)
     test_images, test_points = _blobs(12, size, 1)
-    recipe = DetectorRecipe(input_size=size, steps=150, batch_size=8, width=8, rotation_deg=5, threads=2)
+    recipe = DetectorRecipe(input_size=size, steps=120, batch_size=8, width=8, rotation_deg=5, threads=1)
     prepared = np.stack([prepare_image(image, size) for image in train_images])
     model = train_detector(prepared, train_points, np.ones(train_points.shape[:2], bool), recipe, seed=0)
     predicted = predict(model, np.stack([prepare_image(image, size) for image in test_images]), size)
@@ -131,3 +131,19 @@ def test_training_heads_of_the_model_are_refused_as_test_heads(tmp_path: Path) -
         BenchmarkConfig(train_heads="201-202", test_heads="202", work=str(tmp_path))
     with pytest.raises(ValueError, match="at least 2"):
         BenchmarkConfig(seeds="0", work=str(tmp_path))
+
+
+def test_evaluate_reads_the_benchmark_datasets_noise_free_ground_truth(tiny_run) -> None:
+    from medshift.evaluate import EvaluateConfig, load_evaluation_data, paired_references
+
+    config, results = tiny_run
+    dataset = results["config"]["dataset"]  # the phantom benchmark dataset the run built (a folder)
+    data = load_evaluation_data(dataset, "test", "synthetic_low", "real_normal", None)
+    assert set(data.truth_by_pair) == set(data.target_by_pair) and len(data.truth_by_pair) == 2
+    references, origin = paired_references(EvaluateConfig(model=config.model, out="unused", dataset=dataset), data)
+    assert "ground_truth" in origin and all(r is not None for r in references)
+    for pair, truth in data.truth_by_pair.items():
+        acquired = data.target_by_pair[pair]
+        # the noise-free render of the pose, not the noisy acquisition itself, yet the same anatomy
+        assert not np.allclose(truth, acquired, atol=1e-3)
+        assert np.corrcoef(truth.ravel(), acquired.ravel())[0, 1] > 0.8
