@@ -147,3 +147,16 @@ def test_evaluate_reads_the_benchmark_datasets_noise_free_ground_truth(tiny_run)
         # the noise-free render of the pose, not the noisy acquisition itself, yet the same anatomy
         assert not np.allclose(truth, acquired, atol=1e-3)
         assert np.corrcoef(truth.ravel(), acquired.ravel())[0, 1] > 0.8
+
+
+def test_the_command_has_one_option_per_config_field() -> None:
+    from typer.testing import CliRunner
+
+    from medshift.cli import app
+
+    result = CliRunner().invoke(app, ["benchmark", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for flag in ("--dataset", "--train-heads", "--test-class", "--taus", "--seeds", "--quick", "--work"):
+        assert flag in result.output
+    bad = CliRunner().invoke(app, ["benchmark", "--seeds", "0", "--work", "unused"])
+    assert bad.exit_code != 0 and "at least 2" in bad.output

@@ -79,3 +79,14 @@ def test_results_go_into_the_card(benchmark_dataset, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"table_markdown": table}))
     assert PhantomBenchmarkConfig(out="x", heads="301", results=str(results)).results == str(results)
+
+
+def test_the_command_is_registered() -> None:
+    from typer.testing import CliRunner
+
+    from xdigiskull.cli import app
+
+    result = CliRunner().invoke(app, ["phantom-benchmark", "--help"], terminal_width=200)
+    assert result.exit_code == 0 and "--heads" in result.output and "--lineage" in result.output
+    refused = CliRunner().invoke(app, ["phantom-benchmark", "--heads", "4", "--out", "unused"])
+    assert refused.exit_code != 0 and "training heads" in refused.output
