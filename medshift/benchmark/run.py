@@ -21,6 +21,7 @@ Outputs in `--out`: ``results.json`` and ``report.md``. ``--quick`` is a few-min
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -251,14 +252,28 @@ def run_detectors(config: BenchmarkConfig, sets: dict[str, LandmarkImages], test
     test_images, _ = detector_inputs(test, recipe.input_size)
     side = test.images[0].shape[0]
     per_seed: dict[str, list[dict[str, float]]] = {c.key: [] for c in conditions}
+    cache = Path(config.work) / "detectors"
+    cache.mkdir(parents=True, exist_ok=True)
     for seed in config.seeds:
         for condition in conditions:
+            # a detector's figures depend on the recipe, the seed, its training images and the test set only: a
+            # later run with more seeds trains only the new ones
+            data = sets[condition.key]
+            key = hashlib.sha256(json.dumps({
+                "recipe": dataclasses.asdict(recipe), "seed": seed, "train": data.image_ids,
+                "train_pixels": [float(np.sum(image, dtype=np.float64)) for image in data.images],
+                "test": test.image_ids, "test_class": config.test_class}, sort_keys=True).encode()).hexdigest()[:20]
+            cached = cache / f"{condition.key}_seed{seed}_{key}.json"
+            if cached.is_file():
+                per_seed[condition.key].append(json.loads(cached.read_text()))
+                continue
             start = time.perf_counter()
             images, points = detector_inputs(sets[condition.key], recipe.input_size)
             model = train_detector(images, points, sets[condition.key].visible, recipe, seed)
             predicted = scale_points(predict(model, test_images, recipe.input_size), recipe.input_size, side)
             errors = radial_errors(predicted, test.points, test.visible, test.spacing_mm)
             per_seed[condition.key].append(landmark_figures(errors))
+            cached.write_text(json.dumps(per_seed[condition.key][-1]))
             log(f"seed {seed} {condition.label}: MRE {per_seed[condition.key][-1]['mre_mm']:.2f} mm "
                 f"({time.perf_counter() - start:.0f} s)")
     return per_seed
