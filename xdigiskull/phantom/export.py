@@ -310,7 +310,7 @@ def generate_exports(
 
         _publish(render_edge(staging, layout, seed, frames, version), staging, out, previous, MANIFEST_COLUMNS)
         return out
-    head = make_head(seed, voxels=176 if detector >= 512 else 120, teeth=version == 1)
+    head = make_head(seed, voxels=176 if detector >= 512 else 120, version=version)
     renderer = _PoseRenderer(head, layout, catheter_path(seed) if catheter else None)
     if version == 2:
         renderer = PoseRendererV2(head, layout, renderer.catheter, renderer)

@@ -88,11 +88,11 @@ def test_lateral_landmarks_are_in_anatomical_order(v2_run: Path) -> None:
 
 
 def test_fine_anatomy_is_one_object_per_seed() -> None:
-    head = make_head(2, voxels=64, teeth=False)
+    head = make_head(2, voxels=64, version=2)
     first, second = make_fine_anatomy(head), make_fine_anatomy(head)
     assert np.array_equal(first.blobs[0].centres, second.blobs[0].centres)
     assert all(np.array_equal(a, b) for a, b in zip(first.suture_courses["coronal"], second.suture_courses["coronal"]))
-    other = make_fine_anatomy(make_head(3, voxels=64, teeth=False))
+    other = make_fine_anatomy(make_head(3, voxels=64, version=2))
     assert not np.allclose(first.suture_courses["coronal"][0][:50], other.suture_courses["coronal"][0][:50])
     # two views of the same head see the same enamel mass (a projection keeps mass, up to magnification)
     pitch = DETECTOR_SIDE_MM / DETECTOR
@@ -173,7 +173,7 @@ def _vault_only(fine, kind: str):
 
 
 def test_vault_tables_are_crisp_shells_on_the_vault() -> None:
-    head = make_head(5, voxels=64, teeth=False)
+    head = make_head(5, voxels=64, version=2)
     tables = _vault_only(make_fine_anatomy(head), "tables")
     grid = 1024  # 0.39 mm, the export pitch
     image = project_fine(tables, cone_beam(0.0, 0.0), grid, DETECTOR_SIDE_MM)[..., 2]  # AP: the sides tangential
@@ -194,7 +194,7 @@ def test_vault_tables_are_crisp_shells_on_the_vault() -> None:
 def test_sinus_size_varies_by_seed_and_shows_in_projection() -> None:
     sizes, removed = [], []
     for seed in (0, 1, 2, 3):
-        fine = _vault_only(make_fine_anatomy(make_head(seed, voxels=64, teeth=False)), "ellipsoids")
+        fine = _vault_only(make_fine_anatomy(make_head(seed, voxels=64, version=2)), "ellipsoids")
         beam = cone_beam(90.0, 0.0)  # lateral: the two frontal sinuses on one ray
         bone = project_fine(fine, beam, DETECTOR, DETECTOR_SIDE_MM)[..., 2]
         length = draw_proportions(np.random.default_rng(seed)).length
