@@ -471,7 +471,7 @@ def _draw_face_and_neck_v2(grid: _Grid, proportions: HeadProportions, seed: int,
     # basion; the sphenoid body around its sinus, the sella carved into its top
     for sign in (-1.0, 1.0):
         capsule(bone, (sign * 58.0, -28.0, -36.0), (sign * 16.0, 2.0, -30.0), 11.0 * face, 4.5, 1.25)
-        fill_ellipsoid(bone, (sign * 55.0, -30.0, -52.0), (9.0, 11.0, 14.0), 0.45)
+        fill_ellipsoid(bone, (sign * 55.0, -30.0, -52.0), (9.0, 11.0, 14.0), 0.7)  # mastoid (cells: fine)
         capsule(bone, (sign * 50.0, 35.0, -22.0), (sign * 10.0, 28.0, -26.0), 3.5, 2.5, 1.0)
     capsule(bone, CLIVUS_V2[0], CLIVUS_V2[1], 7.0, 5.0, 0.9)
     fill_ellipsoid(bone, (0.0, 14.0, -40.0), (17.0, 15.0, 12.0), 0.8)  # sphenoid body
@@ -509,7 +509,14 @@ def _draw_face_and_neck_v2(grid: _Grid, proportions: HeadProportions, seed: int,
     fill_ellipsoid(bone, fc((0.0, 50.0, -35.0)), (12.0, 28.0, 14.0), 0.7)  # ethmoid
     fill_ellipsoid(air, fc((0.0, 50.0, -35.0)), (11.0, 27.0, 12.0), 0.6)
     fill_ellipsoid(air, fc((0.0, 58.0, -49.0)), (11.0, 30.0, 17.5))  # nasal cavity, its floor on the palate
-    capsule(body, fc((0.0, 92.0, -45.0)), fc((0.0, 100.0, -72.0)), 7.0, 13.0, 1.0)  # nose
+    capsule(body, fc((0.0, 92.0, -45.0)), fc((0.0, 100.0, -67.0)), 7.0, 10.0, 1.0)  # nose, its tip over the lip
+    fill_ellipsoid(body, fc((0.0, 92.0, -70.0)), (14.0 * face, 8.0, 7.0), 1.0)  # alae and columella
+    # the soft-tissue profile below the nose: upper and lower lips meeting at the stomion, the labiomental fold,
+    # the soft-tissue chin (v1's face ends in a rounded tube around the mandible)
+    fill_ellipsoid(body, fc((0.0, 72.0, -96.0)), (40.0 * face, 20.0, 20.0), 1.0)  # cheeks and the mouth
+    fill_ellipsoid(body, fc((0.0, 89.0, -84.5)), (24.0 * face, 9.5, 10.0), 1.0)  # upper lip
+    fill_ellipsoid(body, fc((0.0, 87.5, -100.5)), (22.0 * face, 9.0, 8.5), 1.0)  # lower lip
+    fill_ellipsoid(body, fc((0.0, 86.5, -120.0)), (20.0 * face, 10.0, 11.5), 1.0)  # soft-tissue chin
     fill_ellipsoid(air, (0.0, 15.0, -72.0), (10.0, 7.0, 14.0))  # nasopharynx, in front of the atlas
     capsule(air, (0.0, 13.0, -92.0), (0.0, 16.0, -170.0), 7.0, 7.0, 1.0)  # oropharynx and airway
 

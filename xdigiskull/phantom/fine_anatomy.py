@@ -357,7 +357,7 @@ def _sella(parts: _EllipsoidList) -> None:
     floor_yz = np.stack([3.0 + 6.5 * np.cos(theta), -27.5 - 4.5 * np.sin(theta)], axis=1)
     dorsum_yz = np.array([[-4.0, -25.5], [-4.0, -23.5], [-3.5, -21.5], [-2.5, -19.5], [-1.0, -18.5]])
     for y, z in np.concatenate([floor_yz, dorsum_yz]):
-        parts.add((0.0, y, z), (6.0, 1.1, 1.1), 0.0, (BONE, 0.6 * DENSITY["bone"]))
+        parts.add((0.0, y, z), (7.0, 1.1, 1.1), 0.0, (BONE, 0.9 * DENSITY["bone"]))
     for sign in (-1.0, 1.0):  # anterior clinoid processes, pointing back over the fossa
         parts.add((sign * 7.0, 8.5, -21.5), (1.5, 4.5, 1.3), 0.0, (BONE, 0.8 * DENSITY["bone"]))
 
@@ -414,16 +414,13 @@ def _petrous_ridges(parts: "_EllipsoidList") -> list[TubeSet]:
 
 
 def _clivus(parts: "_EllipsoidList") -> None:
-    """The clivus's cortical borders: its posterior (endocranial) and anterior (pharyngeal) surfaces, thin plates
-    from the dorsum sellae down to the basion, seen edge-on as two converging lines."""
+    """The clivus: a broad slab of dense bone in the midline from the dorsum sellae down to the basion, seen
+    edge-on as a band sloping down and back (over the voxel head's soft 1.5 mm clivus)."""
     top, bottom = np.array(CLIVUS_V2[0]), np.array(CLIVUS_V2[1])
     axis = bottom - top
-    length = float(np.linalg.norm(axis))
-    normal = np.array([0.0, -axis[2], axis[1]]) / length  # in the midsagittal plane, pointing back and up
     tilt = float(np.arctan2(axis[2], axis[1]))
-    for offset in (5.5, -5.5):
-        parts.add_tilted((top + bottom) / 2 + offset * normal, (9.0, length / 2 + 1.0, 0.7), tilt,
-                         (BONE, 0.55 * DENSITY["bone"]))
+    parts.add_tilted((top + bottom) / 2, (10.0, np.linalg.norm(axis) / 2 + 2.0, 4.0), tilt,
+                     (BONE, 0.35 * DENSITY["bone"]))
 
 
 def _shell(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, wall_mm: float, density: float) -> None:
