@@ -413,7 +413,8 @@ def make_head(seed: int = 0, voxels: int = 176, extent_mm: float = 272.0, versio
 PALATE_Z_V2 = -67.0
 MAXILLARY_FLOOR_Z_V2 = -70.5
 SPINE_DROP_V2 = 12.0
-CLIVUS_V2 = ((0.0, -3.0, -26.0), (0.0, -13.0, -50.0))  # dorsum sellae to basion (capsule axis, mm)
+SPINE_BACK_V2 = 8.0
+CLIVUS_V2 = ((0.0, -3.0, -26.0), (0.0, -19.0, -50.0))  # dorsum sellae to basion (capsule axis, mm)
 
 
 @dataclass(frozen=True)
@@ -517,8 +518,8 @@ def _draw_face_and_neck_v2(grid: _Grid, proportions: HeadProportions, seed: int,
     fill_ellipsoid(body, fc((0.0, 89.0, -84.5)), (24.0 * face, 9.5, 10.0), 1.0)  # upper lip
     fill_ellipsoid(body, fc((0.0, 87.5, -100.5)), (22.0 * face, 9.0, 8.5), 1.0)  # lower lip
     fill_ellipsoid(body, fc((0.0, 86.5, -120.0)), (20.0 * face, 10.0, 11.5), 1.0)  # soft-tissue chin
-    fill_ellipsoid(air, (0.0, 15.0, -72.0), (10.0, 7.0, 14.0))  # nasopharynx, in front of the atlas
-    capsule(air, (0.0, 13.0, -92.0), (0.0, 16.0, -170.0), 7.0, 7.0, 1.0)  # oropharynx and airway
+    fill_ellipsoid(air, (0.0, 10.0, -72.0), (10.0, 7.0, 14.0))  # nasopharynx, in front of the atlas
+    capsule(air, (0.0, 6.0, -92.0), (0.0, 9.0, -170.0), 6.5, 6.5, 1.0)  # oropharynx and airway
 
     # mandible: v1's body with its alveolar crest under the lower teeth's necks; the ramus a plate from the angle
     # (gonion) up to the condyle (in front of the ear) and the coronoid, the sigmoid notch between them
@@ -539,34 +540,35 @@ def _draw_face_and_neck_v2(grid: _Grid, proportions: HeadProportions, seed: int,
             capsule(bone, low, high, 2.6, 2.2, 0.85)
         fill_ellipsoid(bone, (sign * 52.0 * face, -8.0, -45.0), (8.0, 5.5, 4.5), 1.0)  # condyle
 
-    # cervical spine, SPINE_DROP_V2 lower than v1's: C1 (its anterior arch in front of the dens), the dens, C2-C6
-    # with a cortical rim on each body
-    neck_centre = (0.0, -10.0, -70.0)
-    capsule(body, (0.0, -10.0, -80.0), (0.0, -5.0, -175.0), 52.0, 50.0, 1.0)
-    fill_ellipsoid(body, neck_centre, (58.0, 62.0, 40.0), 1.0)
+    # cervical spine, SPINE_DROP_V2 lower and SPINE_BACK_V2 further back than v1's (behind the ramus, the airway
+    # between them): C1 (anterior arch in front of the dens, lateral masses, a slender posterior arch), the dens,
+    # C2-C6 with a cortical rim on each body
+    fill_ellipsoid(body, (0.0, -15.0, -70.0), (58.0, 62.0, 40.0), 1.0)
+    capsule(body, (0.0, -15.0, -80.0), (0.0, -10.0, -175.0), 52.0, 50.0, 1.0)
+    y0 = -8.0 - SPINE_BACK_V2  # the vertebral bodies' axis
     atlas_z = -60.0 - SPINE_DROP_V2
-    capsule(bone, (-4.0, 2.0, atlas_z), (4.0, 2.0, atlas_z), 4.0, 4.0, 1.0)  # anterior arch
+    capsule(bone, (-4.0, y0 + 10.0, atlas_z), (4.0, y0 + 10.0, atlas_z), 3.5, 3.5, 1.0)  # anterior arch
     for sign in (-1.0, 1.0):
-        capsule(bone, (sign * 2.0, 2.0, atlas_z), (sign * 22.0, -14.0, atlas_z), 4.0, 6.5, 0.6)
-        capsule(bone, (sign * 22.0, -14.0, atlas_z), (sign * 4.0, -38.0, atlas_z), 5.0, 3.0, 0.6)
-    capsule(bone, (0.0, -38.0, atlas_z), (0.0, -42.0, atlas_z), 4.0, 4.0, 0.8)  # posterior tubercle
-    capsule(bone, (0.0, -8.0, atlas_z - 4.0), (0.0, -8.0, atlas_z + 8.0), 4.5, 4.0, 0.9)  # dens of C2
+        capsule(bone, (sign * 3.0, y0 + 10.0, atlas_z), (sign * 18.0, y0 - 2.0, atlas_z), 3.0, 3.0, 0.6)
+        capsule(bone, (sign * 20.0, y0 - 4.0, atlas_z - 6.0), (sign * 20.0, y0 - 4.0, atlas_z + 5.0), 6.0, 6.0, 0.6)
+        capsule(bone, (sign * 20.0, y0 - 8.0, atlas_z), (sign * 4.0, y0 - 30.0, atlas_z), 3.0, 2.5, 0.6)
+    capsule(bone, (0.0, y0 - 30.0, atlas_z), (0.0, y0 - 34.0, atlas_z), 3.5, 3.5, 0.8)  # posterior tubercle
+    capsule(bone, (0.0, y0, atlas_z - 4.0), (0.0, y0, atlas_z + 8.0), 4.5, 4.0, 0.9)  # dens of C2
     level = -70.0 - SPINE_DROP_V2
     for vertebra in range(2, 7):
         body_height = 12.0 if vertebra > 2 else 16.0
         top, bottom = level, level - body_height
-        capsule(bone, (0.0, -8.0, top - 3.0), (0.0, -8.0, bottom + 3.0), 8.5, 8.5, 0.85)  # cortex
-        capsule(bone, (0.0, -8.0, top - 3.0), (0.0, -8.0, bottom + 3.0), 7.3, 7.3, 0.45, carve=True)
-        capsule(bone, (0.0, -8.0, top - 1.0), (0.0, -8.0, top - 1.01), 8.0, 8.0, 0.9)  # endplates
-        capsule(bone, (0.0, -8.0, bottom + 1.0), (0.0, -8.0, bottom + 1.01), 8.0, 8.0, 0.9)
+        capsule(bone, (0.0, y0, top - 3.0), (0.0, y0, bottom + 3.0), 8.5, 8.5, 1.0)  # cortex
+        capsule(bone, (0.0, y0, top - 3.0), (0.0, y0, bottom + 3.0), 7.3, 7.3, 0.6, carve=True)
+        capsule(bone, (0.0, y0, top - 1.0), (0.0, y0, top - 1.01), 8.0, 8.0, 1.1)  # endplates
+        capsule(bone, (0.0, y0, bottom + 1.0), (0.0, y0, bottom + 1.01), 8.0, 8.0, 1.1)
         for sign in (-1.0, 1.0):
-            capsule(bone, (sign * 6.0, -16.0, top - 4.0), (sign * 12.0, -24.0, top - 6.0), 3.0, 2.5, 0.7)  # pedicle
+            capsule(bone, (sign * 6.0, y0 - 8.0, top - 4.0), (sign * 12.0, y0 - 16.0, top - 6.0), 3.0, 2.5, 0.7)  # pedicle
             # the articular pillar: the facets stack into a column behind the bodies
-            capsule(bone, (sign * 20.0, -23.0, top + 1.0), (sign * 20.0, -26.0, bottom - 2.0), 4.5, 4.5, 0.6)
-            capsule(bone, (sign * 18.0, -28.0, top - 5.0), (sign * 3.0, -38.0, top - 9.0), 2.5, 2.0, 0.6)  # lamina
-        capsule(bone, (0.0, -38.0, top - 9.0), (0.0, -52.0, top - 16.0), 2.5, 1.8, 0.7)  # spinous process
+            capsule(bone, (sign * 20.0, y0 - 15.0, top + 1.0), (sign * 20.0, y0 - 18.0, bottom - 2.0), 4.5, 4.5, 0.6)
+            capsule(bone, (sign * 18.0, y0 - 20.0, top - 5.0), (sign * 3.0, y0 - 30.0, top - 9.0), 2.5, 2.0, 0.6)  # lamina
+        capsule(bone, (0.0, y0 - 30.0, top - 9.0), (0.0, y0 - 42.0, top - 16.0), 2.5, 1.8, 0.7)  # spinous process
         level = bottom - 4.5
-
 
 
 def catheter_path(seed: int, points: int = 60) -> np.ndarray:

@@ -43,6 +43,7 @@ from xdigiskull.phantom.anatomy import (
     HeadPhantom,
     MAXILLARY_FLOOR_Z_V2,
     PALATE_Z_V2,
+    SPINE_BACK_V2,
     SPINE_DROP_V2,
     HeadProportions,
     dental_arch,
@@ -504,15 +505,38 @@ def _ramus_outline(face: float) -> list[TubeSet]:
             TubeSet(1.2, BONE, 0.6 * DENSITY["bone"], plate, "symphysis")]
 
 
+def _vertebral_outlines() -> list[TubeSet]:
+    """The cortical outline of the dens and of each vertebral body C2-C6 (as the voxel head draws them): anterior
+    and posterior cortices seen tangentially and the endplates seen edge-on, a rounded box per body (a few
+    parallel courses across the body's width, as a lateral view sees a plate)."""
+    y0, level = -8.0 - SPINE_BACK_V2, -70.0 - SPINE_DROP_V2
+    boxes = []
+    for vertebra in range(2, 7):
+        height = 12.0 if vertebra > 2 else 16.0
+        top, bottom = level - 0.5, level - height + 0.5
+        box = [(0.0, y0 + 8.0, top + 0.5), (0.0, y0 - 8.0, top), (0.0, y0 - 8.5, bottom + 1.0),
+               (0.0, y0 + 8.5, bottom), (0.0, y0 + 8.0, top + 0.5)]
+        if vertebra == 2:  # the dens rises from C2's body
+            atlas = -60.0 - SPINE_DROP_V2
+            box = [(0.0, y0 + 8.0, top + 0.5), (0.0, y0 + 4.0, top + 2.0), (0.0, y0 + 4.0, atlas + 9.0),
+                   (0.0, y0, atlas + 12.0), (0.0, y0 - 4.0, atlas + 9.0), (0.0, y0 - 4.0, top + 2.0),
+                   (0.0, y0 - 8.0, top), (0.0, y0 - 8.5, bottom + 1.0), (0.0, y0 + 8.5, bottom),
+                   (0.0, y0 + 8.0, top + 0.5)]
+        outline = _curve(box)
+        boxes += [_iso(outline * [0.0, 1.0, 1.0] + [x, 0.0, 0.0]) for x in (-4.0, 0.0, 4.0)]
+        level -= height + 4.5
+    return [TubeSet(0.9, BONE, 0.5 * DENSITY["bone"], boxes, "vertebral_cortices")]
+
+
 def _cancellous_segments(face: float) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Capsules (a, b, radius) of cancellous bone: vertebral bodies C2-C6 and the dens, the mandibular body and
     rami, the maxillary alveolar process (anatomy coordinates, as in the voxel head)."""
-    drop = SPINE_DROP_V2
-    segments = [(np.array([0.0, -8.0, -64.0 - drop]), np.array([0.0, -8.0, -52.0 - drop]), 3.5)]
+    drop, y0 = SPINE_DROP_V2, -8.0 - SPINE_BACK_V2
+    segments = [(np.array([0.0, y0, -64.0 - drop]), np.array([0.0, y0, -52.0 - drop]), 3.5)]
     level = -70.0 - drop
     for vertebra in range(2, 7):
         height = 12.0 if vertebra > 2 else 16.0
-        segments.append((np.array([0.0, -8.0, level - 2.0]), np.array([0.0, -8.0, level - height + 2.0]), 7.5))
+        segments.append((np.array([0.0, y0, level - 2.0]), np.array([0.0, y0, level - height + 2.0]), 7.0))
         level -= height + 4.5
     curve, chin = _mandible_curve(face)
     for i in range(len(curve) - 1):
@@ -721,7 +745,8 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     fine.blobs += _diploe_texture(rng, proportions)
     fine.blobs += _cancellous_texture(rng, _cancellous_segments(face), 0.45)
     for sign in (-1.0, 1.0):  # mastoid cells behind the ear, largest near the antrum
-        fine.blobs += _air_cells(rng, (sign * 55.0, -30.0, -50.0), (8.0, 10.0, 13.0), 260, sigmas=(0.7, 1.1, 1.7),
+        # about half the mastoid's bone (the voxel head's) taken out: cells, not a hole
+        fine.blobs += _air_cells(rng, (sign * 55.0, -30.0, -50.0), (8.0, 10.0, 13.0), 160, sigmas=(0.5, 0.8, 1.2),
                                  density=-0.6)
     fine.blobs += _air_cells(rng, (0.0, 50.0 * face, -35.0), (10.0, 26.0, 11.0), 220, sigmas=(1.0, 1.6))  # ethmoid
     sutures, fine.suture_courses = _sutures(rng, proportions)
@@ -729,6 +754,7 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     fine.tubes += _meningeal_grooves(rng, proportions)
     fine.tubes += _mandibular_canals(face)
     fine.tubes += _ramus_outline(face)
+    fine.tubes += _vertebral_outlines()
     fine.tubes += _orbits(face)
     parts, tips = _teeth(rng, face)
     fine.tubes += _petrous_ridges(parts)
