@@ -350,21 +350,28 @@ def _meningeal_grooves(rng: np.random.Generator, proportions: HeadProportions) -
             TubeSet(0.4, BONE, groove, twigs, "meningeal_grooves")]
 
 
-def _sella(parts: _EllipsoidList) -> None:
+def _sella(parts: _EllipsoidList) -> list[TubeSet]:
     """The cortical floor of the sella turcica (tuberculum, floor, dorsum up to the posterior clinoid) as a
-    curved plate 12 mm wide, built from overlapping ellipsoids along its outline, and the anterior clinoid
-    processes: in a lateral view the plate is seen edge-on, the familiar white cup."""
+    curved plate 12 mm wide, drawn as parallel tube courses along its outline (a lateral view sees the plate
+    edge-on: the familiar white cup), and the anterior clinoid processes."""
     theta = np.linspace(0.0, np.pi, 15)
     floor_yz = np.stack([3.0 + 6.5 * np.cos(theta), -27.5 - 4.5 * np.sin(theta)], axis=1)
+    tuberculum_yz = np.array([[12.5, -24.5], [10.5, -25.5]])
     dorsum_yz = np.array([[-4.0, -25.5], [-4.0, -23.5], [-3.5, -21.5], [-2.5, -19.5], [-1.0, -18.5]])
-    for y, z in np.concatenate([floor_yz, dorsum_yz]):
-        parts.add((0.0, y, z), (7.0, 1.1, 1.1), 0.0, (BONE, 0.9 * DENSITY["bone"]))
+    outline = np.concatenate([tuberculum_yz, floor_yz, dorsum_yz])
+    paths = [_iso(np.column_stack([np.full(len(outline), x), outline])) for x in (-6.0, -3.0, 0.0, 3.0, 6.0)]
     for sign in (-1.0, 1.0):  # anterior clinoid processes, pointing back over the fossa
         parts.add((sign * 7.0, 8.5, -21.5), (1.5, 4.5, 1.3), 0.0, (BONE, 0.8 * DENSITY["bone"]))
-
+    return _each(1.0, 0.9 * DENSITY["bone"], paths, "sella_floor")
 
 
 # ------------------------------------------------------------------------------------------- face and skull base
+
+
+def _each(radius_mm: float, density: float, paths: list[np.ndarray], name: str) -> list[TubeSet]:
+    """One bone TubeSet per path: a set draws the union of its tubes, so courses that superimpose in a view (the
+    two sides of the head, the parallel courses that stand for a plate) must be separate sets to add up."""
+    return [TubeSet(radius_mm, BONE, density, [path], name) for path in paths]
 
 
 def _curve(points: list[tuple[float, float, float]], samples: int = 24) -> np.ndarray:
@@ -397,9 +404,8 @@ def _orbits(face: float) -> list[TubeSet]:
                                       (sign * max(lateral - 4.0, 9.0) * face, 22.0, -20.0 + 0.5 * lift)])))
         floors.append(_iso(_curve([(sign * 30.0 * face, 78.0 * face, -48.0), (sign * 28.0 * face, 60.0 * face, -46.0),
                                    (sign * 20.0 * face, 36.0 * face, -40.0)])))
-    return [TubeSet(1.5, BONE, 0.9 * DENSITY["bone"], rims, "orbital_rims"),
-            TubeSet(0.8, BONE, 0.7 * DENSITY["bone"], roofs, "orbital_roofs"),
-            TubeSet(1.0, BONE, 0.35 * DENSITY["bone"], floors, "orbital_floors")]
+    return (_each(1.5, 0.6 * DENSITY["bone"], rims, "orbital_rims") + _each(0.8, 0.4 * DENSITY["bone"], roofs, "orbital_roofs")
+            + _each(1.0, 0.3 * DENSITY["bone"], floors, "orbital_floors"))
 
 
 def _petrous_ridges(parts: "_EllipsoidList") -> list[TubeSet]:
@@ -410,8 +416,8 @@ def _petrous_ridges(parts: "_EllipsoidList") -> list[TubeSet]:
         crests.append(_iso(_curve([(sign * 58.0, -28.0, -28.0), (sign * 42.0, -16.0, -24.0),
                                    (sign * 28.0, -6.0, -25.0), (sign * 17.0, 1.0, -27.5)])))
         parts.add((sign * 38.0, -14.0, -31.0), (6.0, 4.5, 3.5), 0.6, (BONE, 0.6 * DENSITY["bone"]))  # otic capsule
-    return [TubeSet(1.5, BONE, 1.1 * DENSITY["bone"], crests, "petrous_ridges"),
-            TubeSet(3.0, BONE, 0.3 * DENSITY["bone"], crests, "petrous_ridges")]
+    return _each(1.5, 0.8 * DENSITY["bone"], crests, "petrous_ridges") + _each(3.0, 0.25 * DENSITY["bone"], crests,
+                                                                           "petrous_ridges")
 
 
 def _clivus(parts: "_EllipsoidList") -> None:
@@ -501,8 +507,7 @@ def _ramus_outline(face: float) -> list[TubeSet]:
     chin = np.array([(0.0, 2.5, -100.0), (0.0, 6.5, -116.0), (0.0, 2.0, -126.0), (0.0, -8.0, -124.0),
                      (0.0, -13.0, -114.0), (0.0, -9.0, -102.0)]) + [0.0, 82.0 * face, 0.0]
     plate = [_iso(_curve(chin + [x, -0.04 * x * x, 0.0])) for x in (-7.0, -3.5, 0.0, 3.5, 7.0)]
-    return [TubeSet(1.3, BONE, 0.9 * DENSITY["bone"], paths, "ramus_borders"),
-            TubeSet(1.2, BONE, 0.6 * DENSITY["bone"], plate, "symphysis")]
+    return _each(1.3, 0.5 * DENSITY["bone"], paths, "ramus_borders") + _each(1.2, 0.3 * DENSITY["bone"], plate, "symphysis")
 
 
 def _vertebral_outlines() -> list[TubeSet]:
@@ -525,7 +530,7 @@ def _vertebral_outlines() -> list[TubeSet]:
         outline = _curve(box)
         boxes += [_iso(outline * [0.0, 1.0, 1.0] + [x, 0.0, 0.0]) for x in (-4.0, 0.0, 4.0)]
         level -= height + 4.5
-    return [TubeSet(0.9, BONE, 0.5 * DENSITY["bone"], boxes, "vertebral_cortices")]
+    return _each(0.9, 0.3 * DENSITY["bone"], boxes, "vertebral_cortices")
 
 
 def _cancellous_segments(face: float) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -758,7 +763,7 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     fine.tubes += _orbits(face)
     parts, tips = _teeth(rng, face)
     fine.tubes += _petrous_ridges(parts)
-    _sella(parts)
+    fine.tubes += _sella(parts)
     _clivus(parts)
     fine.tubes += _nasal_skeleton(parts, face)
     sinuses = sinus_lobes(head.seed, proportions)
