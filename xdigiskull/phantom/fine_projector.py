@@ -34,7 +34,9 @@ class DetectorGrid:
         points = np.asarray(points)
         scalar = np.float32 if points.dtype == np.float32 else np.float64
         basis = np.stack([beam.u, beam.v, beam.direction], axis=1)
-        uvw = points.astype(scalar, copy=False) @ basis.astype(scalar) - (beam.source @ basis).astype(scalar)
+        # einsum, not matmul: several times faster for millions of 3-vectors (the texture blobs)
+        uvw = np.einsum("ij,jk->ik", points.astype(scalar, copy=False), basis.astype(scalar))
+        uvw -= (beam.source @ basis).astype(scalar)
         magnification = scalar(beam.source_to_detector_mm) / uvw[:, 2]
         pixels = uvw[:, :2] * (magnification / scalar(self.pitch))[:, None] + scalar(self.half)
         return pixels, magnification
