@@ -155,7 +155,7 @@ def test_v2_same_seed_same_bytes_and_reruns_replace_it(tmp_path: Path) -> None:
     assert _tree(out) == _tree(again)
     masks = sorted((out / "labels").iterdir())
     assert len(masks) == 2
-    generate_exports(out, views=2, seed=1, detector=128, frames=1, progress=False)  # v1 over v2: replaced
+    generate_exports(out, views=2, seed=1, detector=128, frames=1, version=1, progress=False)  # v1 over v2: replaced
     assert not any((out / "labels").iterdir())
     with open(out / "manifest.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == MANIFEST_COLUMNS
