@@ -9,6 +9,9 @@ mass density (g/cm^3) of four basis materials, which is all the projector and th
     channel 2  cortical bone (trabecular bone and diploe are partial densities of it)
     channel 3  tooth enamel
 
+`make_head(version=2)` keeps v1's vault and redraws the face, skull base, mandible and neck where v1 put anatomy in
+the wrong place (see `PALATE_Z_V2` and `_draw_face_and_neck_v2`); version 1 is unchanged byte for byte.
+
 Patient coordinates, in mm: x towards the patient's left, y anterior, z superior. The origin is the isocenter
 of the C-arm, roughly at the centre of the skull and face.
 """
@@ -437,22 +440,24 @@ def sinus_lobes(seed: int, proportions: HeadProportions) -> SinusLobes:
     for sign in (-1.0, 1.0):
         # frontal: a tall medial lobe just above the nasion, a lower lateral one and an upper scallop, each
         # jittered, so the upper border is scalloped and septa cross the cavity
-        jitter = rng.uniform(-1.0, 1.0, (3, 3))
+        dx, _, dz = rng.uniform(-1.0, 1.0, (3, 3)).T  # per lobe: sideways and vertical jitter
         lobes["frontal"] += [
-            (np.array([sign * (6.0 + jitter[0, 0]) * width, 84.0 * length, -6.0 + 9.0 * (f - 1.0) + 2.0 * jitter[0, 2]]),
+            (np.array([sign * (6.0 + dx[0]) * width, 84.0 * length, -6.0 + 9.0 * (f - 1.0) + 2.0 * dz[0]]),
              np.array([6.5, 5.5, 12.0 * f])),
-            (np.array([sign * (15.0 + 2.0 * jitter[1, 0]) * width * f**0.5, 83.0 * length, -9.0 + 2.0 * jitter[1, 2]]),
+            (np.array([sign * (15.0 + 2.0 * dx[1]) * width * f**0.5, 83.0 * length, -9.0 + 2.0 * dz[1]]),
              np.array([7.5 * f**0.5, 4.5, 8.0 * f])),
-            (np.array([sign * (10.0 + 2.0 * jitter[2, 0]) * width, 84.0 * length, 5.0 + 10.0 * (f - 1.0) + 3.0 * jitter[2, 2]]),
+            (np.array([sign * (10.0 + 2.0 * dx[2]) * width, 84.0 * length, 5.0 + 10.0 * (f - 1.0) + 3.0 * dz[2]]),
              np.array([5.0, 4.5, 7.0 * f**0.5])),
         ]
         # maxillary: each side its own size (the two outlines never superimpose exactly) and an alveolar recess
         # dipping towards the molar roots, so the outline is a rounded box with its floor just above the roots
         side = m * rng.uniform(0.92, 1.0)
         centre_z = MAXILLARY_FLOOR_Z_V2 + 2.0 + 11.5 * side
-        lobes["maxillary"] += [(np.array([sign * 24.0 * face, 54.0 * face, centre_z]), np.array([14.0, 17.0, 11.5]) * side),
-                               (np.array([sign * 25.0 * face, 50.0 * face + rng.uniform(-2.0, 2.0), MAXILLARY_FLOOR_Z_V2 + 6.0]),
-                                np.array([11.0, 13.0 * side, 6.0]))]
+        recess_y = 50.0 * face + rng.uniform(-2.0, 2.0)
+        lobes["maxillary"] += [
+            (np.array([sign * 24.0 * face, 54.0 * face, centre_z]), np.array([14.0, 17.0, 11.5]) * side),
+            (np.array([sign * 25.0 * face, recess_y, MAXILLARY_FLOOR_Z_V2 + 6.0]), np.array([11.0, 13.0 * side, 6.0])),
+        ]
     # sphenoid: under the sella, in front of the clivus; two lobes of unequal size (the septum off the midline)
     side = rng.choice((-1.0, 1.0))
     lobes["sphenoid"] += [(np.array([side * 3.0, 13.0, -43.0]), np.array([11.0, 12.0, 9.5]) * [s, s, s**0.5]),
@@ -563,10 +568,10 @@ def _draw_face_and_neck_v2(grid: _Grid, proportions: HeadProportions, seed: int,
         capsule(bone, (0.0, y0, top - 1.0), (0.0, y0, top - 1.01), 8.0, 8.0, 1.1)  # endplates
         capsule(bone, (0.0, y0, bottom + 1.0), (0.0, y0, bottom + 1.01), 8.0, 8.0, 1.1)
         for sign in (-1.0, 1.0):
-            capsule(bone, (sign * 6.0, y0 - 8.0, top - 4.0), (sign * 12.0, y0 - 16.0, top - 6.0), 3.0, 2.5, 0.7)  # pedicle
-            # the articular pillar: the facets stack into a column behind the bodies
+            # pedicle, articular pillar (the facets stack into a column behind the bodies), lamina
+            capsule(bone, (sign * 6.0, y0 - 8.0, top - 4.0), (sign * 12.0, y0 - 16.0, top - 6.0), 3.0, 2.5, 0.7)
             capsule(bone, (sign * 20.0, y0 - 15.0, top + 1.0), (sign * 20.0, y0 - 18.0, bottom - 2.0), 4.5, 4.5, 0.6)
-            capsule(bone, (sign * 18.0, y0 - 20.0, top - 5.0), (sign * 3.0, y0 - 30.0, top - 9.0), 2.5, 2.0, 0.6)  # lamina
+            capsule(bone, (sign * 18.0, y0 - 20.0, top - 5.0), (sign * 3.0, y0 - 30.0, top - 9.0), 2.5, 2.0, 0.6)
         capsule(bone, (0.0, y0 - 30.0, top - 9.0), (0.0, y0 - 42.0, top - 16.0), 2.5, 1.8, 0.7)  # spinous process
         level = bottom - 4.5
 

@@ -15,13 +15,16 @@ detector's own pitch, so every view, pose and class sees the same 3D object:
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
   the vault (midpoint displacement, each excursion bounded by its segment so the course interlocks without
   tangling: a trace dimension near 1.5 at 1-20 mm) through the whole thickness of the bone; middle meningeal
-  grooves on the inner table; the mandibular canals; the orbital rims, the petrous crests, the nasal bones and
-  the conchae.
-- ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
-  of overlapping ellipsoids), the anterior clinoid processes, the nasal septum and the hard palate, and the
-  frontal, sphenoid and maxillary sinuses: thin cortical shells (an ellipsoid minus a slightly smaller one)
-  around cavities enlarged by a seeded factor per head beyond the voxel head's (sinus size varies more between
-  people than any other part of the skull).
+  grooves on the inner table; the mandibular canals; the cortical edges a lateral radiograph shows as lines: the
+  lateral orbital rims, orbital roofs and floors, the sella floor, the petrous crests, the ramus borders (gonial
+  angle, condylar neck, sigmoid notch, coronoid), the symphysis, the mandible's lower border, the vertebral
+  bodies and the dens; the nasal bones and the conchae. A set draws the union of its tubes, so plates (parallel
+  courses) and the two sides of the head are separate sets that add up.
+- ellipsoids: teeth in two occluding arches (enamel cap and cusps, dentin, pulp chamber, roots and root canals,
+  the incisors proclined), the anterior clinoid processes, the otic capsules, the clivus, the nasal septum and the
+  hard palate over the upper roots, and a thin cortical wall on every lobe of the frontal, sphenoid and maxillary
+  sinuses (`anatomy.sinus_lobes`: the voxel head carves the lobes' union as air; where lobes overlap, their walls
+  are the septa; sinus size varies by seed).
 
 Each primitive has a material (index into `anatomy.MATERIALS`) and a signed density (g/cm^3) that is added to
 the voxel head's densities. Coordinates are isocenter coordinates (mm), like the voxel head's.
@@ -404,8 +407,9 @@ def _orbits(face: float) -> list[TubeSet]:
                                       (sign * max(lateral - 4.0, 9.0) * face, 22.0, -20.0 + 0.5 * lift)])))
         floors.append(_iso(_curve([(sign * 30.0 * face, 78.0 * face, -48.0), (sign * 28.0 * face, 60.0 * face, -46.0),
                                    (sign * 20.0 * face, 36.0 * face, -40.0)])))
-    return (_each(1.5, 0.6 * DENSITY["bone"], rims, "orbital_rims") + _each(0.8, 0.4 * DENSITY["bone"], roofs, "orbital_roofs")
-            + _each(1.0, 0.3 * DENSITY["bone"], floors, "orbital_floors"))
+    bone = DENSITY["bone"]
+    return (_each(1.5, 0.6 * bone, rims, "orbital_rims") + _each(0.8, 0.4 * bone, roofs, "orbital_roofs")
+            + _each(1.0, 0.3 * bone, floors, "orbital_floors"))
 
 
 def _petrous_ridges(parts: "_EllipsoidList") -> list[TubeSet]:
@@ -507,7 +511,8 @@ def _ramus_outline(face: float) -> list[TubeSet]:
     chin = np.array([(0.0, 2.5, -100.0), (0.0, 6.5, -116.0), (0.0, 2.0, -126.0), (0.0, -8.0, -124.0),
                      (0.0, -13.0, -114.0), (0.0, -9.0, -102.0)]) + [0.0, 82.0 * face, 0.0]
     plate = [_iso(_curve(chin + [x, -0.04 * x * x, 0.0])) for x in (-7.0, -3.5, 0.0, 3.5, 7.0)]
-    return _each(1.3, 0.5 * DENSITY["bone"], paths, "ramus_borders") + _each(1.2, 0.3 * DENSITY["bone"], plate, "symphysis")
+    bone = DENSITY["bone"]
+    return _each(1.3, 0.5 * bone, paths, "ramus_borders") + _each(1.2, 0.3 * bone, plate, "symphysis")
 
 
 def _vertebral_outlines() -> list[TubeSet]:
