@@ -92,6 +92,8 @@ def render_benchmark_report(results: dict[str, Any]) -> str:
         f"(mean training positions) scores MRE {floor['mre_mm']:.2f} mm.",
         f"- (a) against (d): {verdict['note']} (Welch p = {verdict['welch_p']:.2g}).",
     ]
+    if config.get("quick"):
+        lines.insert(2, "**Quick mode**: toy sizes that show the pipeline runs; its figures say nothing about the methods.\n")
     if results.get("image_metrics"):
         lines.append("- Image metrics as `medshift evaluate` computes them, of the training images of each condition: "
                      f"realism against the {config['target']} images of the training heads, SSIM/LPIPS against the "
