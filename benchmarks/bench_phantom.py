@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--catheter", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="poses rendered at the same time (threads)")
-    parser.add_argument("--phantom-version", type=int, default=1, help="phantom version (1 or 2)")
+    parser.add_argument("--phantom-version", type=int, default=2, help="phantom version (2, the default, or 1)")
     parser.add_argument("--no-determinism", action="store_true", help="skip the second run and the comparison")
     args = parser.parse_args()
 

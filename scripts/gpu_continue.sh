@@ -46,7 +46,9 @@ sys.exit(f'HEADS {bad} are held out in {sys.argv[1]}/lineage.json' if bad else 0
 "$REPO/checkpoints/medshift-xdigiskull-demo" $HEADS >>"$LOG" 2>&1 || fail "held-out heads check" "$LOG"
 
 for head in $HEADS; do
-  OMP_NUM_THREADS=1 python3 -m xdigiskull.cli phantom "$W/raw/head-$head" --views "$VIEWS" --seed "$head" --workers 1 >"$W/phantom-$head.log" 2>&1 &
+  # phantom v1, as the shipped weights were trained on (v2 comes with the retraining)
+  OMP_NUM_THREADS=1 python3 -m xdigiskull.cli phantom "$W/raw/head-$head" --views "$VIEWS" --seed "$head" --workers 1 \
+    --phantom-version 1 >"$W/phantom-$head.log" 2>&1 &
 done
 wait
 for head in $HEADS; do [ -f "$W/raw/head-$head/manifest.csv" ] || fail "phantom head $head" "$W/phantom-$head.log"; done

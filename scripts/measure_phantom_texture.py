@@ -109,7 +109,7 @@ def measure_sutures(seeds: list[int], detector: int = 1024) -> dict[str, list[fl
     dims: dict[str, list[float]] = defaultdict(list)
     views = {"coronal": (90.0, 0.0), "lambdoid": (90.0, 0.0), "sagittal": (0.0, 90.0)}
     for seed in seeds:
-        fine = make_fine_anatomy(make_head(seed, teeth=False))
+        fine = make_fine_anatomy(make_head(seed, version=2))
         for name, (primary, secondary) in views.items():
             beam = cone_beam(primary, secondary)
             traces = [project_points(path, beam, detector, DETECTOR_SIDE_MM) for path in fine.suture_courses[name]]

@@ -26,7 +26,7 @@ def main() -> None:
     layout = export_layout(1024)
     ratios: dict[tuple[str, str], list[float]] = {}
     for seed in args.seeds:
-        head = make_head(seed, teeth=False)
+        head = make_head(seed, version=2)
         for view in STANDARD_VIEWS[:2]:
             thickness = project(head, cone_beam(view.primary, view.secondary), layout.coarse, DETECTOR_SIDE_MM)
             behind_bone = thickness[..., MATERIALS.index("bone")] > 1.0

@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--views", nargs="+", default=["ap", "lateral"], help="view names to show, one per row")
     parser.add_argument("--seed", type=int, default=0, help="seed when rendering")
     parser.add_argument("--catheter", action="store_true", help="render with a catheter")
+    parser.add_argument("--phantom-version", type=int, default=2, help="phantom version when rendering (2 or 1)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "phantom_classes.png")
     args = parser.parse_args()
 
@@ -62,7 +63,7 @@ def main() -> None:
             # the standard views come first in a run: render just enough poses to reach the last one asked for
             count = max(names.index(view) for view in args.views) + 1
             raw = generate_exports(Path(tmp) / "raw", views=count, seed=args.seed, detector=1024, frames=1,
-                                   catheter=args.catheter)
+                                   catheter=args.catheter, version=args.phantom_version)
         with open(raw / "manifest.csv", newline="") as handle:
             manifest = list(csv.DictReader(handle))
         fig, axes = plt.subplots(len(args.views), len(CLASS_NAMES), figsize=(3.2 * len(CLASS_NAMES),

@@ -60,6 +60,8 @@ from pathlib import Path
 from medshift.lineage import held_out_seeds, load_lineage
 
 REPO = Path(__file__).resolve().parents[1]
+# the shipped weights were trained on phantom v1: the recipe renders v1 until the model is retrained on v2
+PHANTOM_VERSION = 1
 
 # Settings per machine. The AutoencoderDC VAE (`--vae-config demo`) learns on random 128² crops of the images
 # at their own 780 px; the UNet learns on whole latents of the images at 512 px (64² latents), so that it sees
@@ -261,7 +263,8 @@ def make_data(raw: Path, dataset: Path, settings: dict, seed: int, timings: dict
     python = sys.executable
     heads = head_seeds(settings)
     for head in heads:
-        command = [python, "-m", "xdigiskull.cli", "phantom", str(raw / f"head-{head}"), "--views", str(settings["views"]), "--seed", str(head)]
+        command = [python, "-m", "xdigiskull.cli", "phantom", str(raw / f"head-{head}"), "--views", str(settings["views"]), "--seed", str(head),
+                   "--phantom-version", str(PHANTOM_VERSION)]
         run_stage(f"phantom head {head}", command, timings, env)
     merge_manifests(raw, heads)
     run_stage(

@@ -35,8 +35,12 @@ import hashlib, json, sys
 from datasets import Image, load_dataset
 
 def rows(dataset):
-    dataset = dataset.cast_column("image", Image(decode=False))
-    return [dict(row, image=hashlib.sha256(row["image"]["bytes"]).hexdigest()) for row in dataset]
+    # every picture column (the image; phantom v2's bone mask) as the hash of its PNG bytes
+    pictures = [name for name, feature in dataset.features.items() if isinstance(feature, Image)]
+    for name in pictures:
+        dataset = dataset.cast_column(name, Image(decode=False))
+    return [dict(row, **{name: row[name] and hashlib.sha256(row[name]["bytes"]).hexdigest() for name in pictures})
+            for row in dataset]
 
 print(json.dumps({
     "rows": {split: rows(ds) for split, ds in load_dataset(sys.argv[1]).items()},
@@ -94,8 +98,11 @@ def run_client(hub: HubServer, args: list[str], home: Path, token: str | None = 
 
 def local_rows(folder: Path) -> dict[str, list[dict]]:
     def rows(dataset) -> list[dict]:
-        dataset = dataset.cast_column("image", Image(decode=False))
-        return [json.loads(json.dumps(dict(row, image=hashlib.sha256(row["image"]["bytes"]).hexdigest()), default=str)) for row in dataset]
+        pictures = [name for name, feature in dataset.features.items() if isinstance(feature, Image)]
+        for name in pictures:
+            dataset = dataset.cast_column(name, Image(decode=False))
+        return [json.loads(json.dumps(dict(row, **{name: row[name] and hashlib.sha256(row[name]["bytes"]).hexdigest()
+                                                   for name in pictures}), default=str)) for row in dataset]
 
     # a cache of its own: datasets may reuse a cached build of another folder with files of the same names and sizes
     with tempfile.TemporaryDirectory() as cache:

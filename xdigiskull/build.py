@@ -62,8 +62,9 @@ __all__ = ["BuildConfig", "BuildError", "BuildOptions", "BuildSummary", "assign_
 
 # files in a raw folder that are notes, not images: not listed in the report at all
 IGNORED_SUFFIXES: frozenset[str] = frozenset({".csv", ".yaml", ".yml", ".json", ".txt", ".md", ".log"})
-# folders of a raw export that are not inputs (the phantom's noise-free references)
-IGNORED_FOLDERS: frozenset[str] = frozenset({"ground_truth"})
+# folders of a raw export that are not inputs (the phantom's noise-free references and phantom v2's bone masks,
+# which a build reads through the manifest's `bone_mask` column when given --labels)
+IGNORED_FOLDERS: frozenset[str] = frozenset({"ground_truth", "labels"})
 FILES_PER_TASK = 8
 GRID_SAMPLES = 4  # samples per class in the card's grid
 
@@ -77,7 +78,7 @@ class BuildError(Exception):
 
 def list_raw_files(raw_dir: Path) -> list[Path]:
     """Every candidate input under `raw_dir`, sorted by relative POSIX path (hidden files, notes and
-    the phantom's ``ground_truth/`` excluded)."""
+    the phantom's ``ground_truth/`` and ``labels/`` excluded)."""
     files = []
     for root, dirs, names in os.walk(raw_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in IGNORED_FOLDERS)

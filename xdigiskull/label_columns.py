@@ -1,6 +1,6 @@
 """Optional per-image label columns from a phantom v2 manifest, mapped into the dataset's output pixels.
 
-A phantom v2 manifest (`xdigiskull phantom --phantom-version 2`) gives every export two label columns, both in
+A phantom v2 manifest (`xdigiskull phantom`, v2 by default) gives every export two label columns, both in
 the pixel frame of the export's exposed field (the ground truth's frame):
 
 - ``landmarks``: JSON ``{name: [x, y, visible]}`` of the 19 ISBI 2015 cephalometric landmarks (pixel centres at

@@ -68,7 +68,8 @@ def test_the_heads_are_rendered_apart_and_built_from_one_manifest(train_demo, tm
         train_demo.head_seeds({"heads": "1,7,11"})  # the shipped lineage.json's held-out heads
     raw = tmp_path / "raw"
     for seed in (4, 3):
-        generate_exports(raw / f"head-{seed}", views=1, seed=seed, detector=128, frames=1, progress=False)
+        generate_exports(raw / f"head-{seed}", views=1, seed=seed, detector=128, frames=1, progress=False,
+                         version=train_demo.PHANTOM_VERSION)
     manifest = train_demo.merge_manifests(raw, [4, 3])
     lines = manifest.read_text().splitlines()
     assert lines[0].startswith("file,class") and len(lines) == 1 + 2 * 5  # one export per class and head

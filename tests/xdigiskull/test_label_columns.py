@@ -114,7 +114,7 @@ def test_build_carries_landmarks_and_masks_that_load_dataset_gives_back(lateral_
 
 
 def test_a_build_without_label_columns_has_none(tmp_path: Path) -> None:
-    raw = generate_exports(tmp_path / "raw", views=1, seed=2, detector=192, frames=1, progress=False)  # phantom v1
+    raw = generate_exports(tmp_path / "raw", views=1, seed=2, detector=192, frames=1, progress=False, version=1)
     build_dataset(BuildConfig(raw_dir=raw, out=tmp_path / "out", size=SIZE, split="1,0,0", num_proc=1), progress=False)
     from datasets import load_dataset
 

@@ -5,9 +5,10 @@ truth for every pose and class.
     from xdigiskull.phantom import generate_exports
     generate_exports("raw", views=10, seed=0, detector=1024, frames=2)
 
-or `xdigiskull phantom raw --views 10`. `version=2` (`--phantom-version 2`) renders phantom v2: fine anatomy
-(trabecular texture, sutures, teeth, air cells, ...) at the detector's pitch, the flat detector's measured MTF,
-and cephalometric landmarks and a bone mask per export in the manifest.
+or `xdigiskull phantom raw --views 10`. The default is phantom v2: fine anatomy (trabecular texture, sutures,
+sinuses, teeth, air cells, ...) at the detector's pitch, the flat detector's measured MTF, and cephalometric
+landmarks and a bone mask per export in the manifest. `version=1` (`--phantom-version 1`) renders phantom v1, the
+phantom the shipped model was trained on, byte for byte.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ simulator renders it at slightly jittered angles (recorded in the manifest), lik
 approximates the real views. The ground truth of every class is rendered at the simulator's pose, so it is
 pixel-aligned with the simulator export's field.
 
-Two phantom versions: 1 (the default, byte for byte what the shipped model was trained on) and 2 (fine anatomy
-at the detector's pitch and the flat detector's MTF, `render_v2`; each export's landmarks at its own pose, in its
-field's pixels, and the pose's bone mask). `test_object="edge"` renders a slanted tungsten edge instead of the
+Two phantom versions: 2 (the default: fine anatomy at the detector's pitch and the flat detector's MTF,
+`render_v2`; each export's landmarks at its own pose, in its field's pixels, and the pose's bone mask) and 1 (byte
+for byte what the shipped model was trained on). `test_object="edge"` renders a slanted tungsten edge instead of the
 head (`test_objects`).
 """
 
@@ -260,7 +260,7 @@ def generate_exports(
     jitter_deg: float = 1.5,
     workers: int = 2,
     progress: bool = True,
-    version: int = 1,
+    version: int = 2,
     test_object: str | None = None,
 ) -> Path:
     """Render the skull phantom and write raw exports of all five classes for `views` poses.
@@ -279,9 +279,9 @@ def generate_exports(
         jitter_deg: largest deviation (deg) of the simulator's angles from the real ones; 0 for identical poses.
         workers: poses rendered at the same time (threads); the output does not depend on it.
         progress: show a progress bar.
-        version: 1, the phantom the shipped model was trained on (kept byte for byte), or 2: fine anatomy at the
-            detector's pitch, the flat detector's MTF and the focal spot, scatter per class, and labels
-            (landmarks and a bone mask per pose, in the manifest's `landmarks` and `bone_mask` columns).
+        version: 2 (the default): fine anatomy at the detector's pitch, the flat detector's MTF and the focal
+            spot, scatter per class, and labels (landmarks and a bone mask per pose, in the manifest's `landmarks`
+            and `bone_mask` columns); or 1, the phantom the shipped model was trained on (kept byte for byte).
         test_object: instead of the head, render a test object in every class: "edge", a slanted tungsten edge
             on the detector (IEC 62220-1 style) for MTF measurements (one pose; see `test_objects`).
 
@@ -310,7 +310,7 @@ def generate_exports(
 
         _publish(render_edge(staging, layout, seed, frames, version), staging, out, previous, MANIFEST_COLUMNS)
         return out
-    head = make_head(seed, voxels=176 if detector >= 512 else 120, teeth=version == 1)
+    head = make_head(seed, voxels=176 if detector >= 512 else 120, version=version)
     renderer = _PoseRenderer(head, layout, catheter_path(seed) if catheter else None)
     if version == 2:
         renderer = PoseRendererV2(head, layout, renderer.catheter, renderer)

@@ -15,13 +15,16 @@ detector's own pitch, so every view, pose and class sees the same 3D object:
 - tubes: thin tubes around 3D polylines. Sutures (coronal, sagittal, lambdoid, squamosal) are fractal curves on
   the vault (midpoint displacement, each excursion bounded by its segment so the course interlocks without
   tangling: a trace dimension near 1.5 at 1-20 mm) through the whole thickness of the bone; middle meningeal
-  grooves on the inner table; the mandibular canals; the orbital rims, the petrous crests, the nasal bones and
-  the conchae.
-- ellipsoids: teeth (enamel cap, dentin, pulp chamber, roots and root canals), the sella floor (a curved plate
-  of overlapping ellipsoids), the anterior clinoid processes, the nasal septum and the hard palate, and the
-  frontal, sphenoid and maxillary sinuses: thin cortical shells (an ellipsoid minus a slightly smaller one)
-  around cavities enlarged by a seeded factor per head beyond the voxel head's (sinus size varies more between
-  people than any other part of the skull).
+  grooves on the inner table; the mandibular canals; the cortical edges a lateral radiograph shows as lines: the
+  lateral orbital rims, orbital roofs and floors, the sella floor, the petrous crests, the ramus borders (gonial
+  angle, condylar neck, sigmoid notch, coronoid), the symphysis, the mandible's lower border, the vertebral
+  bodies and the dens; the nasal bones and the conchae. A set draws the union of its tubes, so plates (parallel
+  courses) and the two sides of the head are separate sets that add up.
+- ellipsoids: teeth in two occluding arches (enamel cap and cusps, dentin, pulp chamber, roots and root canals,
+  the incisors proclined), the anterior clinoid processes, the otic capsules, the clivus, the nasal septum and the
+  hard palate over the upper roots, and a thin cortical wall on every lobe of the frontal, sphenoid and maxillary
+  sinuses (`anatomy.sinus_lobes`: the voxel head carves the lobes' union as air; where lobes overlap, their walls
+  are the septa; sinus size varies by seed).
 
 Each primitive has a material (index into `anatomy.MATERIALS`) and a signed density (g/cm^3) that is added to
 the voxel head's densities. Coordinates are isocenter coordinates (mm), like the voxel head's.
@@ -36,13 +39,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xdigiskull.phantom.anatomy import (
+    CLIVUS_V2,
     DENSITY,
     MATERIALS,
     VAULT_CENTRE,
     HeadPhantom,
+    MAXILLARY_FLOOR_Z_V2,
+    PALATE_Z_V2,
+    SPINE_BACK_V2,
+    SPINE_DROP_V2,
     HeadProportions,
     dental_arch,
     draw_proportions,
+    sinus_lobes,
     skull_base_level,
     vault_depth_and_thickness,
 )
@@ -259,13 +268,13 @@ def _cancellous_texture(rng: np.random.Generator, segments: list[tuple[np.ndarra
 
 
 def _air_cells(rng: np.random.Generator, centre: tuple[float, float, float], axes: tuple[float, float, float],
-               count: int, sigmas: tuple[float, ...] = (0.8, 1.3, 2.0)) -> list[BlobCloud]:
+               count: int, sigmas: tuple[float, ...] = (0.8, 1.3, 2.0), density: float = -0.45) -> list[BlobCloud]:
     """Air cells (negative bone) packed in an ellipsoid (mastoid, ethmoid)."""
     clouds = []
     for sigma in sigmas:
         unit_ball = _random_directions(rng, count) * rng.random(count)[:, None] ** (1 / 3)
         points = np.asarray(centre) + unit_ball * np.asarray(axes)
-        clouds.append(BlobCloud(sigma, BONE, _iso(points), np.full(count, -0.45, np.float32)))
+        clouds.append(BlobCloud(sigma, BONE, _iso(points), np.full(count, density, np.float32)))
     return clouds
 
 
@@ -344,59 +353,85 @@ def _meningeal_grooves(rng: np.random.Generator, proportions: HeadProportions) -
             TubeSet(0.4, BONE, groove, twigs, "meningeal_grooves")]
 
 
-def _sella(parts: _EllipsoidList) -> None:
+def _sella(parts: _EllipsoidList) -> list[TubeSet]:
     """The cortical floor of the sella turcica (tuberculum, floor, dorsum up to the posterior clinoid) as a
-    curved plate 12 mm wide, built from overlapping ellipsoids along its outline, and the anterior clinoid
-    processes: in a lateral view the plate is seen edge-on, the familiar white cup."""
+    curved plate 12 mm wide, drawn as parallel tube courses along its outline (a lateral view sees the plate
+    edge-on: the familiar white cup), and the anterior clinoid processes."""
     theta = np.linspace(0.0, np.pi, 15)
     floor_yz = np.stack([3.0 + 6.5 * np.cos(theta), -27.5 - 4.5 * np.sin(theta)], axis=1)
+    tuberculum_yz = np.array([[12.5, -24.5], [10.5, -25.5]])
     dorsum_yz = np.array([[-4.0, -25.5], [-4.0, -23.5], [-3.5, -21.5], [-2.5, -19.5], [-1.0, -18.5]])
-    for y, z in np.concatenate([floor_yz, dorsum_yz]):
-        parts.add((0.0, y, z), (6.0, 1.1, 1.1), 0.0, (BONE, 0.6 * DENSITY["bone"]))
+    outline = np.concatenate([tuberculum_yz, floor_yz, dorsum_yz])
+    paths = [_iso(np.column_stack([np.full(len(outline), x), outline])) for x in (-6.0, -3.0, 0.0, 3.0, 6.0)]
     for sign in (-1.0, 1.0):  # anterior clinoid processes, pointing back over the fossa
         parts.add((sign * 7.0, 8.5, -21.5), (1.5, 4.5, 1.3), 0.0, (BONE, 0.8 * DENSITY["bone"]))
-
+    return _each(1.0, 0.9 * DENSITY["bone"], paths, "sella_floor")
 
 
 # ------------------------------------------------------------------------------------------- face and skull base
 
 
-def _ring(centre: np.ndarray, normal: np.ndarray, radii: tuple[float, float], points: int = 48,
-          arc: tuple[float, float] = (0.0, 2 * np.pi)) -> np.ndarray:
-    """Points of an elliptic arc around `centre` in the plane normal to `normal` (first radius horizontal)."""
-    normal = _unit(normal)
-    first = _unit(np.cross([0.0, 0.0, 1.0], normal))
-    second = np.cross(normal, first)
-    angle = np.linspace(*arc, points)
-    return centre + np.outer(radii[0] * np.cos(angle), first) + np.outer(radii[1] * np.sin(angle), second)
+def _each(radius_mm: float, density: float, paths: list[np.ndarray], name: str) -> list[TubeSet]:
+    """One bone TubeSet per path: a set draws the union of its tubes, so courses that superimpose in a view (the
+    two sides of the head, the parallel courses that stand for a plate) must be separate sets to add up."""
+    return [TubeSet(radius_mm, BONE, density, [path], name) for path in paths]
 
 
-def _orbit_rims(face: float) -> list[TubeSet]:
-    """The orbital margins: a dense ring around each orbit's opening (thicker at the lateral and lower rims),
-    at the cone's opening of the voxel head's orbit."""
-    scale = np.array([face, face, 1.0])
-    rims, lateral = [], []
+def _curve(points: list[tuple[float, float, float]], samples: int = 24) -> np.ndarray:
+    """A smooth polyline through control points (a quadratic B-spline: corners cut, ends kept)."""
+    path = np.asarray(points, np.float64)
+    for _ in range(3):  # Chaikin corner cutting
+        q = 0.75 * path[:-1] + 0.25 * path[1:]
+        r = 0.25 * path[:-1] + 0.75 * path[1:]
+        path = np.concatenate([path[:1], np.stack([q, r], axis=1).reshape(-1, 3), path[-1:]])
+    return path
+
+
+def _orbits(face: float) -> list[TubeSet]:
+    """The orbits as a lateral radiograph shows them: each lateral orbital rim (the zygoma's frontal process) a
+    curved dense edge, concave forwards, from the frontozygomatic suture down to the orbital floor; each orbital
+    roof a thin plate seen edge-on, a line arching up and back from the supraorbital margin towards the anterior
+    clinoid (a few parallel courses across the roof's width, at slightly different heights, as the two roofs and
+    their domes never superimpose exactly)."""
+    rims, roofs, floors = [], [], []
     for sign in (-1.0, 1.0):
-        apex, opening = np.array([sign * 14.0, 22.0, -30.0]) * scale, np.array([sign * 33.0, 80.0, -30.0]) * scale
-        axis = opening - apex
-        centre = opening - 0.06 * axis
-        rims.append(_iso(_ring(centre, axis, (18.0, 17.0), 64, (0.0, 2 * np.pi))))
-        # the lateral rim (the frontal process of the zygoma) and the orbital floor's rim, the dense part
-        lateral.append(_iso(_ring(centre, axis, (18.5, 17.5), 32, (np.pi, 1.75 * np.pi) if sign < 0
-                                  else (1.25 * np.pi, 2.0 * np.pi))))
-    return [TubeSet(1.4, BONE, 0.35 * DENSITY["bone"], rims, "orbital_rims"),
-            TubeSet(1.2, BONE, 0.5 * DENSITY["bone"], lateral, "orbital_rims")]
+        x = sign * 40.0 * face
+        for dx, dy in ((0.0, 0.0), (-sign * 3.0, -2.0)):
+            rims.append(_iso(_curve([(x + dx, 76.0 * face + dy, -12.0), (x + dx, 70.0 * face + dy, -24.0),
+                                     (x + dx, 70.0 * face + dy, -38.0), (x + dx, 75.0 * face + dy, -48.0)])))
+        for k, lateral in enumerate((12.0, 19.0, 26.0, 33.0)):
+            lift = 3.0 - 0.12 * lateral + 0.8 * sign
+            roofs.append(_iso(_curve([(sign * lateral * face, 82.0 * face, -18.0 - 0.1 * lateral),
+                                      (sign * lateral * face, 62.0 * face, -12.5 + lift),
+                                      (sign * lateral * face, 40.0 * face, -14.0 + lift),
+                                      (sign * max(lateral - 4.0, 9.0) * face, 22.0, -20.0 + 0.5 * lift)])))
+        floors.append(_iso(_curve([(sign * 30.0 * face, 78.0 * face, -48.0), (sign * 28.0 * face, 60.0 * face, -46.0),
+                                   (sign * 20.0 * face, 36.0 * face, -40.0)])))
+    bone = DENSITY["bone"]
+    return (_each(1.5, 0.6 * bone, rims, "orbital_rims") + _each(0.8, 0.4 * bone, roofs, "orbital_roofs")
+            + _each(1.0, 0.3 * bone, floors, "orbital_floors"))
 
 
-def _petrous_ridges() -> list[TubeSet]:
+def _petrous_ridges(parts: "_EllipsoidList") -> list[TubeSet]:
     """The petrous crests (the superior border of each temporal bone's petrous part), dense lines from the
     mastoid towards the clivus, and the otic capsule (the densest bone of the skull) under each."""
     crests = []
     for sign in (-1.0, 1.0):
-        course = np.array([[sign * 56.0, -27.0, -27.0], [sign * 40.0, -15.0, -24.5], [sign * 28.0, -6.0, -25.5],
-                           [sign * 18.0, 1.0, -27.5]])
-        crests.append(_iso(course))
-    return [TubeSet(2.0, BONE, 0.8 * DENSITY["bone"], crests, "petrous_ridges")]
+        crests.append(_iso(_curve([(sign * 58.0, -28.0, -28.0), (sign * 42.0, -16.0, -24.0),
+                                   (sign * 28.0, -6.0, -25.0), (sign * 17.0, 1.0, -27.5)])))
+        parts.add((sign * 38.0, -14.0, -31.0), (6.0, 4.5, 3.5), 0.6, (BONE, 0.6 * DENSITY["bone"]))  # otic capsule
+    return _each(1.5, 0.8 * DENSITY["bone"], crests, "petrous_ridges") + _each(3.0, 0.25 * DENSITY["bone"], crests,
+                                                                           "petrous_ridges")
+
+
+def _clivus(parts: "_EllipsoidList") -> None:
+    """The clivus: a broad slab of dense bone in the midline from the dorsum sellae down to the basion, seen
+    edge-on as a band sloping down and back (over the voxel head's soft 1.5 mm clivus)."""
+    top, bottom = np.array(CLIVUS_V2[0]), np.array(CLIVUS_V2[1])
+    axis = bottom - top
+    tilt = float(np.arctan2(axis[2], axis[1]))
+    parts.add_tilted((top + bottom) / 2, (10.0, np.linalg.norm(axis) / 2 + 2.0, 4.0), tilt,
+                     (BONE, 0.35 * DENSITY["bone"]))
 
 
 def _shell(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, wall_mm: float, density: float) -> None:
@@ -405,50 +440,27 @@ def _shell(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, wall_mm:
     parts.add(centre, np.maximum(np.asarray(axes) - wall_mm, 0.5), 0.0, (BONE, -density))
 
 
-def _cavity(parts: _EllipsoidList, centre: np.ndarray, axes: np.ndarray, inner_axes: np.ndarray,
-            bone: float, soft: float = DENSITY["soft_tissue"]) -> None:
-    """Air in the ellipsoidal shell between `inner_axes` (the voxel head's cavity) and `axes`: its `soft` tissue
-    and `bone` (g/cm^3) taken out (a larger sinus than the voxel head's). The inner boundary is three nested
-    ellipsoids 0.5 mm apart, like the voxel cavity's 1.5 mm partial-volume edge, so that it leaves no ring."""
-    parts.add(centre, axes, 0.0, (SOFT, -soft), (BONE, -bone))
-    for grow in (-0.5, 0.0, 0.5):
-        parts.add(centre, np.asarray(inner_axes) + grow, 0.0, (SOFT, soft / 3), (BONE, bone / 3))
-
-
-def _sinuses(parts: _EllipsoidList, rng: np.random.Generator, proportions: HeadProportions) -> dict[str, float]:
-    """Frontal, sphenoid and maxillary sinuses with crisp cortical walls, each enlarged by a seeded factor
-    (sinus size varies more between people than any other part of the skull); returns the factors."""
-    face, width, length = proportions.face, proportions.width, proportions.length
-    sizes = {"frontal": rng.uniform(1.0, 1.35), "sphenoid": rng.uniform(1.0, 1.25), "maxillary": rng.uniform(1.0, 1.2)}
-    wall = 0.45 * DENSITY["bone"]
-    for sign in (-1.0, 1.0):
-        centre = np.array([sign * 11.0 * width, 82.0 * length, 8.0 + 3.0 * (sizes["frontal"] - 1.0)])
-        base = np.array([11.0, 6.0, 13.0])
-        axes = base * np.array([sizes["frontal"] ** 0.5, 1.0, sizes["frontal"]])
-        _cavity(parts, centre, axes, base * [1.0, 1.0, 0.7], 0.6 * DENSITY["bone"], soft=0.0)
-        _shell(parts, centre, axes + 0.8, 0.8, wall)
-        centre = np.array([sign * 24.0 * face, 55.0 * face, -60.0])
-        base = np.array([15.0, 19.0, 16.0])
-        axes = base * sizes["maxillary"]
-        _cavity(parts, centre, axes, base, 0.35 * DENSITY["bone"])
-        _shell(parts, centre, axes + 0.9, 0.9, wall)
-    centre, base = np.array([0.0, 19.0, -37.0]), np.array([13.0, 12.0, 10.0])
-    axes = base * np.array([sizes["sphenoid"], sizes["sphenoid"], sizes["sphenoid"] ** 0.5])
-    _cavity(parts, centre, axes, base, DENSITY["bone"])
-    _shell(parts, centre, axes + 0.9, 0.9, wall)
-    return sizes
+def _sinuses(parts: _EllipsoidList, lobes: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+    """A thin cortical wall on every lobe of the frontal, sphenoid and maxillary sinuses (the voxel head carves
+    their union as air): crisp outlines, and where lobes overlap the walls cross the cavity as septa."""
+    for name, sinus in lobes.items():
+        wall = {"frontal": 0.35, "maxillary": 0.3, "sphenoid": 0.22}[name] * DENSITY["bone"]
+        thickness = 0.7 if name == "frontal" else 0.9
+        for centre, axes in sinus:
+            _shell(parts, centre, axes + thickness, thickness, wall)
 
 
 def _nasal_skeleton(parts: _EllipsoidList, face: float) -> list[TubeSet]:
     """The nasal cavity's skeleton: the septum (a thin midline plate), the hard palate (its floor, a plate seen
     edge-on in a lateral view, from posterior to anterior nasal spine), the nasal bones and the conchae."""
     scale = np.array([face, face, 1.0])
-    parts.add(np.array([0.0, 57.0, -56.0]) * scale, (0.9, 24.0 * face, 17.0), 0.0, (BONE, 0.6 * DENSITY["bone"]))
-    palate = np.array([0.0, 50.0 * face + 10.0, -82.0])
-    parts.add(palate, (15.0 * face, 30.0, 2.2), 0.0, (BONE, 0.35 * DENSITY["bone"]))
+    parts.add(np.array([0.0, 57.0, -47.0]) * scale, (0.9, 24.0 * face, 18.0), 0.0, (BONE, 0.6 * DENSITY["bone"]))
+    # the palate: a dense plate over the upper roots from PNS to ANS, thicker at the front (the premaxilla)
+    parts.add((0.0, 50.0 * face + 9.0, PALATE_Z_V2), (14.0 * face, 27.0, 1.6), 0.0, (BONE, 0.5 * DENSITY["bone"]))
+    parts.add((0.0, 50.0 * face + 24.0, PALATE_Z_V2 - 2.5), (9.0 * face, 11.0, 3.5), 0.0, (BONE, 0.3 * DENSITY["bone"]))
     conchae = []
     for sign in (-1.0, 1.0):
-        for height, length in ((-72.0, 22.0), (-60.0, 18.0), (-48.0, 12.0)):
+        for height, length in ((PALATE_Z_V2 + 5.0, 22.0), (-54.0, 18.0), (-44.0, 12.0)):
             conchae.append(_iso(np.array([[sign * 9.0 * face, (62.0 - length) * face, height],
                                           [sign * 8.0 * face, (62.0 + length) * face, height + 3.0]])))
     nasal_bones = [_iso(np.array([[sign * 4.0, 84.0 * face, -33.0], [sign * 6.0, 92.0 * face, -48.0]]))
@@ -469,34 +481,84 @@ def _mandibular_canals(face: float) -> list[TubeSet]:
     curve, drop = _mandible_curve(face)
     paths = []
     for side in (slice(0, 7), slice(10, 17)):  # left and right halves, behind the canine
-        body = np.column_stack([curve[side], -106.0 - 0.6 * drop[side]])
+        body = np.column_stack([curve[side], -107.0 - 0.6 * drop[side]])
         if side.start == 0:
             body = body[::-1]
         foramen = np.array([[np.sign(body[0, 0]) * 46.0 * face, 18.0, -92.0]])
         paths.append(_iso(np.concatenate([foramen, body])))
-    return [TubeSet(1.3, BONE, -0.75 * DENSITY["bone"], paths, "mandibular_canals")]
+    # the lower border's thick cortex, a dense line along the base of the mandible
+    border = [_iso(np.column_stack([curve[side], -112.0 - drop[side]])) for side in (slice(0, 9), slice(8, 17))]
+    return [TubeSet(1.3, BONE, -0.75 * DENSITY["bone"], paths, "mandibular_canals"),
+            TubeSet(1.6, BONE, 0.45 * DENSITY["bone"], border, "mandible_lower_border")]
+
+
+def _ramus_outline(face: float) -> list[TubeSet]:
+    """The cortical borders of each ramus, as the voxel head's ramus plate: the posterior border from the angle
+    (gonion) up the condylar neck, the sigmoid notch to the coronoid's tip, and the anterior border down to the
+    body (the external oblique ridge)."""
+    paths = []
+    for sign in (-1.0, 1.0):
+        x = sign * 49.0 * face
+        u = np.linspace(0.0, 1.0, 9)
+        notch = np.column_stack([np.full(9, x), -6.0 + 30.0 * u, -50.0 - 12.0 * np.sin(np.pi * u) - 2.0 * u])
+        # the lower border at the angle, round the gonion and up the posterior border to the condylar neck
+        paths.append(_iso(_curve([(x, 24.0, -115.5), (x, 11.0, -114.0), (x, 6.0, -109.0), (x, 4.7, -100.0),
+                                  (x, -1.9, -75.0), (x, -7.5, -54.0)])))
+        paths.append(_iso(_curve([tuple(p) for p in notch])))
+        paths.append(_iso(_curve([(x, 26.5, -52.0), (x, 29.0, -70.0), (x, 31.5, -90.0), (x, 40.0, -100.0)])))
+    # the symphysis in the midline: a teardrop of cortex (labial plate, chin, lingual plate) around the incisor roots
+    # (a plate across the midline, drawn as parallel courses, set back a little off the midline as the arch curves)
+    chin = np.array([(0.0, 2.5, -100.0), (0.0, 6.5, -116.0), (0.0, 2.0, -126.0), (0.0, -8.0, -124.0),
+                     (0.0, -13.0, -114.0), (0.0, -9.0, -102.0)]) + [0.0, 82.0 * face, 0.0]
+    plate = [_iso(_curve(chin + [x, -0.04 * x * x, 0.0])) for x in (-7.0, -3.5, 0.0, 3.5, 7.0)]
+    bone = DENSITY["bone"]
+    return _each(1.3, 0.5 * bone, paths, "ramus_borders") + _each(1.2, 0.3 * bone, plate, "symphysis")
+
+
+def _vertebral_outlines() -> list[TubeSet]:
+    """The cortical outline of the dens and of each vertebral body C2-C6 (as the voxel head draws them): anterior
+    and posterior cortices seen tangentially and the endplates seen edge-on, a rounded box per body (a few
+    parallel courses across the body's width, as a lateral view sees a plate)."""
+    y0, level = -8.0 - SPINE_BACK_V2, -70.0 - SPINE_DROP_V2
+    boxes = []
+    for vertebra in range(2, 7):
+        height = 12.0 if vertebra > 2 else 16.0
+        top, bottom = level - 0.5, level - height + 0.5
+        box = [(0.0, y0 + 8.0, top + 0.5), (0.0, y0 - 8.0, top), (0.0, y0 - 8.5, bottom + 1.0),
+               (0.0, y0 + 8.5, bottom), (0.0, y0 + 8.0, top + 0.5)]
+        if vertebra == 2:  # the dens rises from C2's body
+            atlas = -60.0 - SPINE_DROP_V2
+            box = [(0.0, y0 + 8.0, top + 0.5), (0.0, y0 + 4.0, top + 2.0), (0.0, y0 + 4.0, atlas + 9.0),
+                   (0.0, y0, atlas + 12.0), (0.0, y0 - 4.0, atlas + 9.0), (0.0, y0 - 4.0, top + 2.0),
+                   (0.0, y0 - 8.0, top), (0.0, y0 - 8.5, bottom + 1.0), (0.0, y0 + 8.5, bottom),
+                   (0.0, y0 + 8.0, top + 0.5)]
+        outline = _curve(box)
+        boxes += [_iso(outline * [0.0, 1.0, 1.0] + [x, 0.0, 0.0]) for x in (-4.0, 0.0, 4.0)]
+        level -= height + 4.5
+    return _each(0.9, 0.3 * DENSITY["bone"], boxes, "vertebral_cortices")
 
 
 def _cancellous_segments(face: float) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Capsules (a, b, radius) of cancellous bone: vertebral bodies C2-C6 and the dens, the mandibular body and
     rami, the maxillary alveolar process (anatomy coordinates, as in the voxel head)."""
-    segments = [(np.array([0.0, -8.0, -64.0]), np.array([0.0, -8.0, -52.0]), 3.5)]
-    level = -70.0
+    drop, y0 = SPINE_DROP_V2, -8.0 - SPINE_BACK_V2
+    segments = [(np.array([0.0, y0, -64.0 - drop]), np.array([0.0, y0, -52.0 - drop]), 3.5)]
+    level = -70.0 - drop
     for vertebra in range(2, 7):
         height = 12.0 if vertebra > 2 else 16.0
-        segments.append((np.array([0.0, -8.0, level - 2.0]), np.array([0.0, -8.0, level - height + 2.0]), 7.5))
+        segments.append((np.array([0.0, y0, level - 2.0]), np.array([0.0, y0, level - height + 2.0]), 7.0))
         level -= height + 4.5
-    curve, drop = _mandible_curve(face)
+    curve, chin = _mandible_curve(face)
     for i in range(len(curve) - 1):
-        a = np.array([*curve[i], -104.0 - 0.6 * drop[i]])
-        b = np.array([*curve[i + 1], -104.0 - 0.6 * drop[i + 1]])
-        segments.append((a, b, 6.0))
+        a = np.array([*curve[i], -106.0 - 0.6 * chin[i]])
+        b = np.array([*curve[i + 1], -106.0 - 0.6 * chin[i + 1]])
+        segments.append((a, b, 5.5))
     for sign in (-1.0, 1.0):
-        ramus = (np.array([sign * 47.0 * face, 12.0, -106.0]), np.array([sign * 51.0 * face, -6.0, -48.0]), 4.5)
+        ramus = (np.array([sign * 46.0 * face, 18.0, -104.0]), np.array([sign * 49.0 * face, 8.0, -60.0]), 4.5)
         segments.append(ramus)
     upper = dental_arch(31.0 * face, 74.0 * face, 22.0, 9)
     for i in range(len(upper) - 1):
-        segments.append((np.array([*upper[i], -76.0]), np.array([*upper[i + 1], -76.0]), 5.0))
+        segments.append((np.array([*upper[i], -75.0]), np.array([*upper[i + 1], -75.0]), 5.0))
     return segments
 
 
@@ -517,6 +579,19 @@ class _EllipsoidList:
         for material, density in parts:
             self.items.append((np.asarray(centre, np.float64), _quadric(axes, angle), material, density))
 
+    def add_frame(self, centre: np.ndarray | tuple, axes: np.ndarray | tuple, rotation: np.ndarray,
+                  *parts: tuple[int, float]) -> None:
+        """An ellipsoid with half-axes `axes` along the columns of `rotation`."""
+        q = rotation @ np.diag(1.0 / np.asarray(axes, np.float64) ** 2) @ rotation.T
+        for material, density in parts:
+            self.items.append((np.asarray(centre, np.float64), q, material, density))
+
+    def add_tilted(self, centre: np.ndarray | tuple, axes: np.ndarray | tuple, tilt: float,
+                   *parts: tuple[int, float]) -> None:
+        """An ellipsoid whose y' axis is turned by `tilt` about x (towards +z): a plate in the midsagittal plane."""
+        c, s = np.cos(tilt), np.sin(tilt)
+        self.add_frame(centre, axes, np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]), *parts)
+
     def build(self) -> Ellipsoids:
         return Ellipsoids(
             centres=_iso(np.array([c for c, _, _, _ in self.items])),
@@ -529,8 +604,8 @@ class _EllipsoidList:
 # tooth kinds by distance from the midline (0 central incisor ... 7 third molar): crown half-axes (mesio-distal
 # fraction of the spacing, labio-lingual mm, height mm), root length (mm) and number of roots
 _TOOTH_KINDS = {
-    "incisor": ((0.46, 3.2, 5.5), 13.0, 1),
-    "canine": ((0.46, 4.0, 6.0), 17.0, 1),
+    "incisor": ((0.46, 3.2, 5.5), 12.0, 1),
+    "canine": ((0.46, 4.0, 6.0), 15.0, 1),
     "premolar": ((0.46, 4.5, 4.5), 14.0, 1),
     "molar": ((0.48, 5.2, 4.0), 12.0, 2),
 }
@@ -538,28 +613,52 @@ _KIND_BY_POSITION = ("incisor", "incisor", "canine", "premolar", "premolar", "mo
 ENAMEL_MM = 1.2
 
 
-def _tooth(parts: _EllipsoidList, centre: np.ndarray, angle: float, spacing: float, kind: str, up: float) -> None:
-    """One tooth: enamel cap over a dentin core with its pulp chamber, root(s) with canals and a periodontal
-    gap; `up` is +1 for a lower tooth (crown above the root), -1 for an upper one."""
+def _tooth_frame(angle: float, tilt: float) -> np.ndarray:
+    """Rotation of a tooth's frame (x' along the arch, y' labial, z' up): turned by `angle` about z to the arch's
+    tangent, then by `tilt` about the tangent (positive: the +z' end leans labially)."""
+    c, s = np.cos(angle), np.sin(angle)
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    c, s = np.cos(tilt), np.sin(tilt)
+    lean = np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
+    return turn @ lean
+
+
+def _tooth(parts: _EllipsoidList, tip: np.ndarray, angle: float, spacing: float, kind: str, up: float,
+           tilt: float = 0.0) -> None:
+    """One tooth whose incisal edge or cusps touch `tip`: enamel cap over a dentin core with its pulp chamber,
+    root(s) with canals and a periodontal gap; `up` is +1 for a lower tooth (crown above the root), -1 for an
+    upper one; `tilt` (rad) leans the crown labially (the incisors' proclination)."""
     (md_fraction, ll, height), root_length, roots = _TOOTH_KINDS[kind]
+    frame = _tooth_frame(angle, -up * tilt)
+    axis = frame[:, 2]  # the tooth's long axis (z' of its frame), from root to crown for a lower tooth
+    tangent = frame[:, 0]
     crown = np.array([md_fraction * spacing, ll, height])
-    parts.add(centre, crown, angle, (ENAMEL, DENSITY["enamel"]), (SOFT, -DENSITY["soft_tissue"]))
+    centre = np.asarray(tip, np.float64) - up * height * axis
+    parts.add_frame(centre, crown, frame, (ENAMEL, DENSITY["enamel"]), (SOFT, -DENSITY["soft_tissue"]))
+    if kind in ("premolar", "molar"):  # cusps square the occlusal table off (an ellipsoid alone reads as a pill)
+        for offset in (-0.5, 0.5):
+            cusp = centre + offset * crown[0] * tangent + up * 0.45 * height * axis
+            parts.add_frame(cusp, crown * [0.42, 0.8, 0.45], frame, (ENAMEL, DENSITY["enamel"]))
     # the dentin core sits towards the root and leaves the crown at its neck, so the enamel is a cap (thickest
     # over the cusps, thinning to the cemento-enamel junction), not a closed ring
     core = np.maximum(crown - [0.6 * ENAMEL_MM, 0.6 * ENAMEL_MM, 0.0], 0.4 * crown)
-    parts.add(centre - [0.0, 0.0, up * ENAMEL_MM], core, angle, (ENAMEL, -DENSITY["enamel"]), (BONE, DENTIN_DENSITY))
-    parts.add(centre - [0, 0, up * 0.3 * height], core * [0.4, 0.4, 0.45], angle,
-              (BONE, -DENTIN_DENSITY), (SOFT, DENSITY["soft_tissue"]))
-    cervical = centre - [0.0, 0.0, up * 0.75 * height]
+    parts.add_frame(centre - up * ENAMEL_MM * axis, core, frame, (ENAMEL, -DENSITY["enamel"]),
+                    (BONE, DENTIN_DENSITY))
+    parts.add_frame(centre - up * 0.3 * height * axis, core * [0.4, 0.4, 0.45], frame,
+                    (BONE, -DENTIN_DENSITY), (SOFT, DENSITY["soft_tissue"]))
+    cervical = centre - up * 0.75 * height * axis
     offsets = (0.0,) if roots == 1 else (-0.45, 0.45)
     for offset in offsets:
-        shift = offset * crown[0] * np.array([np.cos(angle), np.sin(angle), 0.0])
-        middle = cervical + shift - [0.0, 0.0, up * root_length / 2]
+        middle = cervical + offset * crown[0] * tangent - up * root_length / 2 * axis
         axes = np.array([crown[0] * (0.55 if roots == 1 else 0.38), 0.6 * ll, root_length / 2])
-        parts.add(middle, axes + 0.35, angle, (BONE, -0.5))  # periodontal ligament space
-        parts.add(middle, axes, angle, (BONE, 0.5 + DENTIN_DENSITY))
-        parts.add(middle, [0.45, 0.45, 0.9 * root_length / 2], angle, (BONE, -DENTIN_DENSITY),
-                  (SOFT, DENSITY["soft_tissue"]))
+        parts.add_frame(middle, axes + 0.35, frame, (BONE, -0.5))  # periodontal ligament space
+        parts.add_frame(middle, axes, frame, (BONE, 0.5 + DENTIN_DENSITY))
+        parts.add_frame(middle, [0.45, 0.45, 0.9 * root_length / 2], frame, (BONE, -DENTIN_DENSITY),
+                        (SOFT, DENSITY["soft_tissue"]))
+
+
+# labial tilt of the front teeth (rad): incisors proclined about 17 degrees, canines less
+_TILT_BY_POSITION = (0.3, 0.28, 0.12, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _teeth(rng: np.random.Generator, face: float) -> tuple[_EllipsoidList, dict[str, np.ndarray]]:
@@ -577,13 +676,12 @@ def _teeth(rng: np.random.Generator, face: float) -> tuple[_EllipsoidList, dict[
             step = spacing[min(i, len(spacing) - 1)]
             tangent = arch[min(i + 1, 15)] - arch[max(i - 1, 0)]
             tip_z = incisal if position < 2 else occlusal
-            height = _TOOTH_KINDS[kind][0][2]
-            centre = np.array([tx, ty, tip_z - up * height])
             if i == 8:  # a central incisor
                 tips["incision_superius" if row == 0 else "incision_inferius"] = np.array([tx, ty, tip_z])
             if missing[row * 16 + i]:
                 continue
-            _tooth(parts, centre, float(np.arctan2(tangent[1], tangent[0])), step, kind, up)
+            _tooth(parts, np.array([tx, ty, tip_z]), float(np.arctan2(tangent[1], tangent[0])), step, kind, up,
+                   _TILT_BY_POSITION[position])
     return parts, tips
 
 
@@ -620,12 +718,12 @@ def landmarks_3d(proportions: HeadProportions, head: HeadPhantom, tips: dict[str
         "nasion": nasion[0],
         "orbitale": np.array([0.0, 78.0 * f, -49.0]),
         "porion": np.array([0.0, -18.0, -33.0]),
-        "subspinale": np.array([0.0, 50.0 * f + 35.0, -89.0]),
+        "subspinale": np.array([0.0, 50.0 * f + 29.0, -75.0]),
         "supramentale": np.array([0.0, 82.0 * f + 5.0, -108.0]),
         "pogonion": np.array([0.0, 82.0 * f + 6.5, -118.0]),
         "menton": np.array([0.0, 82.0 * f, -126.5]),
         "gnathion": np.array([0.0, 82.0 * f + 4.5, -124.0]),
-        "gonion": np.array([0.0, 7.0, -113.0]),
+        "gonion": np.array([0.0, 9.0, -112.0]),
         "incision_inferius": tips["incision_inferius"],
         "incision_superius": tips["incision_superius"],
         "upper_lip": upper_lip,
@@ -633,9 +731,9 @@ def landmarks_3d(proportions: HeadProportions, head: HeadPhantom, tips: dict[str
         "subnasale": _profile_point(z, y, nose_tip[2] - 12.0 if nose_tip[2] - 12.0 > upper_lip[2] else upper_lip[2],
                                     nose_tip[2], deepest=True),
         "soft_tissue_pogonion": _profile_point(z, y, -132.0, -112.0),
-        "posterior_nasal_spine": np.array([0.0, 50.0 * f - 20.0, -82.0]),
-        "anterior_nasal_spine": np.array([0.0, 50.0 * f + 40.0, -82.0]),
-        "articulare": np.array([0.0, -13.0, -48.0]),
+        "posterior_nasal_spine": np.array([0.0, 50.0 * f - 18.0, PALATE_Z_V2]),
+        "anterior_nasal_spine": np.array([0.0, 50.0 * f + 36.0, PALATE_Z_V2]),
+        "articulare": np.array([0.0, -11.0, -50.0]),
     }
     return {name: _iso(points[name]) for name in LANDMARKS}
 
@@ -656,19 +754,26 @@ def make_fine_anatomy(head: HeadPhantom) -> FineAnatomy:
     fine.blobs += _vault_tables(proportions)
     fine.blobs += _diploe_texture(rng, proportions)
     fine.blobs += _cancellous_texture(rng, _cancellous_segments(face), 0.45)
-    for sign in (-1.0, 1.0):
-        fine.blobs += _air_cells(rng, (sign * 55.0, -30.0, -52.0), (8.0, 10.0, 12.0), 160)  # mastoid
+    for sign in (-1.0, 1.0):  # mastoid cells behind the ear, largest near the antrum
+        # about half the mastoid's bone (the voxel head's) taken out: cells, not a hole
+        fine.blobs += _air_cells(rng, (sign * 55.0, -30.0, -50.0), (8.0, 10.0, 13.0), 160, sigmas=(0.5, 0.8, 1.2),
+                                 density=-0.6)
     fine.blobs += _air_cells(rng, (0.0, 50.0 * face, -35.0), (10.0, 26.0, 11.0), 220, sigmas=(1.0, 1.6))  # ethmoid
     sutures, fine.suture_courses = _sutures(rng, proportions)
     fine.tubes += sutures
     fine.tubes += _meningeal_grooves(rng, proportions)
     fine.tubes += _mandibular_canals(face)
-    fine.tubes += _orbit_rims(face)
-    fine.tubes += _petrous_ridges()
+    fine.tubes += _ramus_outline(face)
+    fine.tubes += _vertebral_outlines()
+    fine.tubes += _orbits(face)
     parts, tips = _teeth(rng, face)
-    _sella(parts)
+    fine.tubes += _petrous_ridges(parts)
+    fine.tubes += _sella(parts)
+    _clivus(parts)
     fine.tubes += _nasal_skeleton(parts, face)
-    fine.sinus_sizes = _sinuses(parts, np.random.default_rng([head.seed, 41]), proportions)
+    sinuses = sinus_lobes(head.seed, proportions)
+    _sinuses(parts, sinuses.lobes)
+    fine.sinus_sizes = sinuses.sizes
     fine.ellipsoids = parts.build()
     fine.landmarks = landmarks_3d(proportions, head, tips)
     return fine

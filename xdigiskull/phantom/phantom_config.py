@@ -33,9 +33,9 @@ class PhantomConfig:
                                                     "depend on it.", min=1))
     jitter: float = field(default=1.5, metadata=option("Largest deviation (deg) of the simulator's angles from the "
                                                        "real ones.", min=0.0, max=10.0))
-    phantom_version: int = field(default=1, metadata=option(
-        "1: the phantom the shipped model was trained on (unchanged, byte for byte); 2: fine anatomy at the detector "
-        "pitch, the flat detector's MTF, and landmarks and a bone mask in the manifest.", min=1, max=2))
+    phantom_version: int = field(default=2, metadata=option(
+        "2: fine anatomy at the detector pitch, the flat detector's MTF, and landmarks and a bone mask in the "
+        "manifest; 1: the phantom the shipped model was trained on (unchanged, byte for byte).", min=1, max=2))
     test_object: str | None = field(default=None, metadata=option(
         "Render a test object instead of the head, in every class: 'edge' (a slanted tungsten edge on the detector, "
         "for MTF; one pose)."))

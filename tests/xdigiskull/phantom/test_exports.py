@@ -25,8 +25,9 @@ DETECTOR = 256
 def phantom_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small phantom run shared by these tests (3 poses: AP, lateral, Towne; with a catheter)."""
     out = tmp_path_factory.mktemp("phantom") / "raw"
+    # phantom v1: the export format is the same in both versions, v2's own checks are in test_phantom_v2.py
     return generate_exports(out, views=VIEWS, seed=3, detector=DETECTOR, frames=FRAMES, catheter=True,
-                            progress=False)
+                            progress=False, version=1)
 
 
 def read_manifest(out: Path) -> list[dict[str, str]]:

@@ -26,10 +26,11 @@ def test_every_config_field_is_a_cli_option_with_its_default() -> None:
 
 
 def test_cli_and_python_config_write_the_same_bytes(tmp_path: Path) -> None:
+    # phantom v1 keeps this fast (the fine anatomy of v2 takes seconds per head); both versions share the mapping
     result = CliRunner().invoke(app, ["phantom", str(tmp_path / "cli"), "--views", "1", "--detector", "128",
-                                      "--frames", "1", "--seed", "4", "--catheter"])
+                                      "--frames", "1", "--seed", "4", "--catheter", "--phantom-version", "1"])
     assert result.exit_code == 0, result.output
-    config = PhantomConfig(tmp_path / "py", views=1, detector=128, frames=1, seed=4, catheter=True)
+    config = PhantomConfig(tmp_path / "py", views=1, detector=128, frames=1, seed=4, catheter=True, phantom_version=1)
     run_phantom(config, progress=False)
     files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
     assert len(files) == 11
@@ -50,3 +51,12 @@ def test_cli_rejects_an_unknown_test_object(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "test_object" in result.output
     assert not (tmp_path / "raw").exists()
+
+
+def test_phantom_v2_is_the_default() -> None:
+    import inspect
+
+    from xdigiskull.phantom import generate_exports
+
+    assert PhantomConfig("raw").phantom_version == 2
+    assert inspect.signature(generate_exports).parameters["version"].default == 2

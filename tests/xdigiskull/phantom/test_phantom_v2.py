@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from xdigiskull.cli import app
 from xdigiskull.phantom import generate_exports
-from xdigiskull.phantom.anatomy import draw_proportions, make_head
+from xdigiskull.phantom.anatomy import _HEAD_CENTRE as HEAD_CENTRE
+from xdigiskull.phantom.anatomy import draw_proportions, make_head, sinus_lobes
 from xdigiskull.phantom.export import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2
 from xdigiskull.phantom.fine_anatomy import LANDMARKS, TABLE_LAYERS, make_fine_anatomy
 from xdigiskull.phantom.fine_projector import project_fine, project_points
@@ -88,11 +89,11 @@ def test_lateral_landmarks_are_in_anatomical_order(v2_run: Path) -> None:
 
 
 def test_fine_anatomy_is_one_object_per_seed() -> None:
-    head = make_head(2, voxels=64, teeth=False)
+    head = make_head(2, voxels=64, version=2)
     first, second = make_fine_anatomy(head), make_fine_anatomy(head)
     assert np.array_equal(first.blobs[0].centres, second.blobs[0].centres)
     assert all(np.array_equal(a, b) for a, b in zip(first.suture_courses["coronal"], second.suture_courses["coronal"]))
-    other = make_fine_anatomy(make_head(3, voxels=64, teeth=False))
+    other = make_fine_anatomy(make_head(3, voxels=64, version=2))
     assert not np.allclose(first.suture_courses["coronal"][0][:50], other.suture_courses["coronal"][0][:50])
     # two views of the same head see the same enamel mass (a projection keeps mass, up to magnification)
     pitch = DETECTOR_SIDE_MM / DETECTOR
@@ -154,7 +155,7 @@ def test_v2_same_seed_same_bytes_and_reruns_replace_it(tmp_path: Path) -> None:
     assert _tree(out) == _tree(again)
     masks = sorted((out / "labels").iterdir())
     assert len(masks) == 2
-    generate_exports(out, views=2, seed=1, detector=128, frames=1, progress=False)  # v1 over v2: replaced
+    generate_exports(out, views=2, seed=1, detector=128, frames=1, version=1, progress=False)  # v1 over v2: replaced
     assert not any((out / "labels").iterdir())
     with open(out / "manifest.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == MANIFEST_COLUMNS
@@ -173,7 +174,7 @@ def _vault_only(fine, kind: str):
 
 
 def test_vault_tables_are_crisp_shells_on_the_vault() -> None:
-    head = make_head(5, voxels=64, teeth=False)
+    head = make_head(5, voxels=64, version=2)
     tables = _vault_only(make_fine_anatomy(head), "tables")
     grid = 1024  # 0.39 mm, the export pitch
     image = project_fine(tables, cone_beam(0.0, 0.0), grid, DETECTOR_SIDE_MM)[..., 2]  # AP: the sides tangential
@@ -191,22 +192,28 @@ def test_vault_tables_are_crisp_shells_on_the_vault() -> None:
     assert 3.0 < thickness_mm < 12.0  # the vault's thickness, about 6 mm over the parietal bone
 
 
-def test_sinus_size_varies_by_seed_and_shows_in_projection() -> None:
-    sizes, removed = [], []
+def test_sinus_size_varies_by_seed_and_is_air_in_the_head() -> None:
+    sizes, volumes = [], []
+    grid = np.stack(np.meshgrid(*[np.linspace(-40.0, 40.0, 81)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     for seed in (0, 1, 2, 3):
-        fine = _vault_only(make_fine_anatomy(make_head(seed, voxels=64, teeth=False)), "ellipsoids")
-        beam = cone_beam(90.0, 0.0)  # lateral: the two frontal sinuses on one ray
-        bone = project_fine(fine, beam, DETECTOR, DETECTOR_SIDE_MM)[..., 2]
-        length = draw_proportions(np.random.default_rng(seed)).length
-        centre = project_points(np.array([[0.0, 82.0 * length, 8.0]]) - np.array([0.0, 5.0, -30.0]), beam,
-                                DETECTOR, DETECTOR_SIDE_MM)[0]
-        x, y = (int(round(c)) for c in centre)
-        window = 40.0 * DETECTOR / DETECTOR_SIDE_MM  # pixels of +-40 mm: both frontal sinuses and their walls
-        rows, cols = slice(int(y - window), int(y + window)), slice(int(x - window), int(x + window))
-        sizes.append(fine.sinus_sizes["frontal"])
-        removed.append(-bone[rows, cols].sum())
-        assert set(fine.sinus_sizes) == {"frontal", "sphenoid", "maxillary"}
-        assert all(1.0 <= s <= 1.45 for s in fine.sinus_sizes.values())
+        head = make_head(seed, voxels=96, version=2)
+        sinuses = sinus_lobes(seed, draw_proportions(np.random.default_rng(seed)))
+        if seed == 0:  # the fine anatomy (seconds per head) draws the walls on the same lobes
+            assert make_fine_anatomy(head).sinus_sizes == sinuses.sizes
+        assert all(1.0 <= s <= 1.45 for s in sinuses.sizes.values())
+        # the voxel head holds air (no tissue) in the middle of every lobe
+        for lobes in sinuses.lobes.values():
+            for centre, _ in lobes:
+                index = np.floor((centre - HEAD_CENTRE) / head.voxel_mm + head.voxels / 2).astype(int)
+                assert head.densities[index[2], index[1], index[0]].sum() < 0.35, (seed, centre)
+        # the frontal sinus's volume (the union of its lobes, mm^3 on a 1 mm grid)
+        frontal = sinuses.lobes["frontal"]
+        middle = np.mean([c for c, _ in frontal], axis=0)
+        inside = np.zeros(len(grid), bool)
+        for centre, axes in frontal:
+            inside |= (((grid + middle - centre) / axes) ** 2).sum(axis=1) <= 1.0
+        sizes.append(sinuses.sizes["frontal"])
+        volumes.append(int(inside.sum()))
     assert len(set(np.round(sizes, 3))) == 4
-    # a larger frontal sinus takes more bone out (its walls grow too, but less)
-    assert np.argsort(sizes).tolist() == np.argsort(removed).tolist()
+    # the lobes' seeded jitter changes their overlap, so only the extremes are ordered for sure
+    assert volumes[int(np.argmax(sizes))] > 1.05 * volumes[int(np.argmin(sizes))]
