@@ -1,4 +1,4 @@
-"""`medshift` command line: translate, train, train-vae, evaluate, benchmark, weights fetch, demo."""
+"""`medshift` command line: translate, train, train-vae, fit-noise, evaluate, benchmark, weights fetch, demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from medshift.benchmark.run import benchmark
 from medshift.evaluate import evaluate
+from medshift.training.fit_noise import fit_noise
 from medshift.training.train import train
 from medshift.training.train_vae import train_vae
 from medshift.model_location import default_model
@@ -18,7 +19,7 @@ from xdigiskull.command_line import command_line_app
 app = command_line_app(
     "medshift",
     "MedShift: sim-to-real X-ray translation with class-conditional latent flow matching.",
-    {"translate": translate, "train": train, "train-vae": train_vae, "evaluate": evaluate,
+    {"translate": translate, "train": train, "train-vae": train_vae, "fit-noise": fit_noise, "evaluate": evaluate,
      "benchmark": benchmark},
 )
 

@@ -63,6 +63,7 @@ from medshift.metrics import cmmd, density_and_coverage, frechet_distance_from_f
 from medshift.metrics.backbones import FeatureBackbone
 from medshift.metrics.coverage import DEFAULT_K
 from medshift.metrics.lpips import LPIPS
+from medshift.metrics.texture import FlatRegions, high_frequency_share, lowpass, lowpass_similarity, noise_power
 from medshift.phantom_head import phantom_dataset
 from xdigiskull.command_line import config_command, option
 from xdigiskull.image_io import atomic_write
@@ -213,6 +214,7 @@ class EvaluateConfig:
     inversion_guidance_scale: float | None = field(default=None, metadata=option("Guidance of MedShift's inversion (default: the model's)."))
     phantom_seed: int | None = field(default=None, metadata=option("Render this phantom head (`xdigiskull phantom` seed) and build it into the dataset evaluated (all poses in the test split, its noise-free renders the ground truth) instead of --dataset. Refused when the model's lineage.json lists it as a training head."))
     phantom_views: int = field(default=4, metadata=option("Poses of the --phantom-seed head; more give a steadier CFID (about 10 s each per run on 2 CPU cores).", min=2))
+    phantom_version: int = field(default=2, metadata=option("Phantom version of the --phantom-seed head (`xdigiskull phantom --phantom-version`): 2, or 1, the cartoon the shipped weights were trained on."))
     phantom_dir: str | None = field(default=None, metadata=option("Keep the --phantom-seed exports and dataset in this folder (default: a temporary one)."))
     allow_training_seed: bool = field(default=False, metadata=option("Evaluate on a --phantom-seed head a training stage used (not a fair test)."))
     reconstruction_ceiling: bool = field(default=False, metadata=option("Also score the VAE's reconstruction (tau = 1) of the paired references, at the model's processing resolution and at full size: the best any translation can do."))
@@ -241,6 +243,8 @@ class EvaluateConfig:
             raise ValueError(f"--ground-truth {self.ground_truth} is not a directory")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.phantom_version not in (1, 2):
+            raise ValueError(f"--phantom-version must be 1 or 2, got {self.phantom_version}")
         if (self.lpips_alexnet is None) != (self.lpips_weights is None):
             raise ValueError("LPIPS needs both --lpips-alexnet (AlexNet trunk) and --lpips-weights (LPIPS lin layers)")
         if self.goals is not None and not Path(self.goals).is_file():
@@ -385,6 +389,27 @@ def mean_similarity(images: list[np.ndarray], references: list[np.ndarray]) -> d
     }
 
 
+def texture_scores(images: list[np.ndarray], references: list[np.ndarray | None], acquisitions: list[np.ndarray | None]) -> dict[str, Any]:
+    """How much the images look like acquisitions of their poses (`medshift.metrics.texture`), as ratios to the
+    target-class acquisition of the same pose (1 = as an acquisition): the noise power in the regions that are flat in
+    the low-passed paired reference, and the high-frequency share of the whole image. None without pairs."""
+    noise_ratios, share_ratios = [], []
+    for image, reference, acquisition in zip(images, references, acquisitions):
+        if reference is None or acquisition is None:
+            continue
+        regions = FlatRegions.of(lowpass(reference))
+        if regions.corners:
+            noise_ratios.append(noise_power(image, regions) / max(noise_power(acquisition, regions), 1e-12))
+        share_ratios.append(high_frequency_share(image) / max(high_frequency_share(acquisition), 1e-12))
+    return {"noise_power_ratio": _mean(noise_ratios), "high_frequency_ratio": _mean(share_ratios), "poses": len(share_ratios)}
+
+
+def lowpass_fidelity(images: list[np.ndarray], references: list[np.ndarray | None]) -> dict[str, float | None]:
+    """Mean SSIM and PSNR against the paired references after the same Gaussian low-pass (sigma 2 pixels)."""
+    pairs = [lowpass_similarity(image, reference) for image, reference in zip(images, references) if reference is not None]
+    return {"ssim": _mean([a for a, _ in pairs]), "psnr": _mean([b for _, b in pairs])}
+
+
 def score_run(
     translations: list[np.ndarray],
     sources: list[np.ndarray],
@@ -393,8 +418,10 @@ def score_run(
     backbones: Backbones,
     references: list[np.ndarray | None],
     k: int = DEFAULT_K,
+    acquisitions: list[np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
-    """All metrics of one run. `references[i]` is the paired ground truth of image i (or None)."""
+    """All metrics of one run. `references[i]` is the paired ground truth of image i (or None); `acquisitions[i]`
+    the target-class acquisition of its pose (or None), the yardstick of the texture ratios."""
     scores: dict[str, Any] = {}
     features = backbones.distribution(translations)
     scores["fd"] = frechet_distance_from_features(target_features, features) if len(features) >= 2 else None
@@ -414,7 +441,9 @@ def score_run(
         "count": len(paired),
         **mean_similarity([t for t, _ in paired], [r for _, r in paired]),
         "lpips": float(backbones.lpips.distance(*zip(*paired)).mean()) if paired and backbones.lpips is not None else None,
+        "lowpass": lowpass_fidelity(translations, references),
     }
+    scores["texture"] = texture_scores(translations, references, acquisitions or [None] * len(translations))
     return scores
 
 
@@ -488,6 +517,7 @@ def score_runs(
         target_features if backbones.embedding is backbones.distribution else backbones.embedding(data.target_images)
     )
     runs = plan_runs(list(config.taus), list(config.baselines))
+    acquisitions = [data.target_by_pair.get(pair) if pair is not None else None for pair in data.source_pair_ids]
     rows: list[dict[str, Any]] = []
     total = len(runs) * len(data.source_images)
     with tqdm(total=total, desc="evaluate", unit="img", disable=not config.show_progress) as bar:
@@ -498,7 +528,8 @@ def score_runs(
                 pipe, data.source_images, run, config.source, config.target, config.seed, config.batch_size,
                 steps, config.guidance_scale, bar, inversion_guidance_scale=config.inversion_guidance_scale,
             )  # fmt: skip
-            scores = score_run(translations, data.source_images, target_features, target_embeddings, backbones, references)
+            scores = score_run(translations, data.source_images, target_features, target_embeddings, backbones, references,
+                               acquisitions=acquisitions)
             rows.append({
                 "method": run.method, "label": run.label, "tau": run.tau, "ranked": run.method != "identity",
                 "num_inference_steps": steps, "network_evaluations": evaluations, **scores,
@@ -514,10 +545,12 @@ def score_runs(
     return rows
 
 
-def reconstruct(pipe: Any, images: list[np.ndarray], target: str, resolution: int) -> list[np.ndarray]:
+def reconstruct(pipe: Any, images: list[np.ndarray], target: str, resolution: int, restore_noise: bool = False, seed: int = 0) -> list[np.ndarray]:
     """The VAE's reconstruction of same-size grey images processed at `resolution`: the pipeline at tau = 1
-    (encode and decode, no ODE step), as (H, W) arrays."""
-    out = pipe(np.stack(images), target=target, tau=1.0, processing_resolution=resolution, output_type="np").images
+    (encode and decode, no ODE step), as (H, W) arrays; with `restore_noise` plus the target class's noise model."""
+    generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(len(images))]
+    out = pipe(np.stack(images), target=target, tau=1.0, processing_resolution=resolution, output_type="np",
+               restore_noise=restore_noise, generator=generators).images
     return [image[..., 0] for image in out]
 
 
@@ -534,8 +567,13 @@ def reconstruction_ceiling(pipe: Any, data: EvaluationData, references: list[np.
         reconstructions = reconstruct(pipe, truths, config.target, resolution)
         ceiling[name] = {"processing_resolution": resolution, **mean_similarity(reconstructions, truths)}
     acquired = [(data.target_by_pair[pair], truth) for pair, truth in pairs if pair in data.target_by_pair]
-    if config.ground_truth is not None and acquired:
+    if (config.ground_truth is not None or data.truth_by_pair) and acquired:  # references are noise-free renders
         ceiling["target_acquisition"] = mean_similarity(*map(list, zip(*acquired)))
+        # what the VAE (plus the noise model, when the pipeline has one) keeps of an acquisition's texture
+        acquisitions, truths = map(list, zip(*acquired))
+        restore = getattr(pipe, "noise_model", None) is not None
+        reconstructions = reconstruct(pipe, acquisitions, config.target, pipe.config.resolution, restore_noise=restore, seed=config.seed)
+        ceiling["acquisition_texture"] = {"noise_model": restore, **texture_scores(reconstructions, truths, acquisitions)}
     return ceiling
 
 
@@ -559,14 +597,15 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
         return evaluate_dataset(config)
     with phantom_dataset(config) as phantom_config:
         results = evaluate_dataset(phantom_config)
-    return name_phantom_head(results, config.phantom_seed, config.phantom_views, config.phantom_dir)
+    return name_phantom_head(results, config.phantom_seed, config.phantom_views, config.phantom_dir, config.phantom_version)
 
 
-def name_phantom_head(results: dict[str, Any], seed: int, views: int, folder: str | None) -> dict[str, Any]:
+def name_phantom_head(results: dict[str, Any], seed: int, views: int, folder: str | None, version: int = 2) -> dict[str, Any]:
     """Record the phantom head in the results' config, in place of the (temporary) folder it was built in."""
     where = folder or "a temporary folder"
     results["config"].update(
-        phantom_seed=seed, phantom_views=views, dataset=f"phantom head {seed} ({views} poses), built in {where}",
+        phantom_seed=seed, phantom_views=views, phantom_version=version,
+        dataset=f"phantom v{version} head {seed} ({views} poses), built in {where}",
         paired_reference=f"the phantom's noise-free {results['config']['target']} render of the same pose",
     )  # fmt: skip
     return results
@@ -662,24 +701,44 @@ def _main_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _texture_cells(paired: dict[str, Any], texture: dict[str, Any] | None) -> str:
+    lowpass, texture = paired.get("lowpass") or {}, texture or {}
+    return (f" {_fmt(lowpass.get('ssim'), 3)} | {_fmt(lowpass.get('psnr'))} | {_fmt(texture.get('noise_power_ratio'))} |"
+            f" {_fmt(texture.get('high_frequency_ratio'))} |")  # fmt: skip
+
+
 def _paired_table(results: dict[str, Any]) -> list[str]:
     with_lpips = results["backbones"]["lpips"] is not None
     with_evaluations = all("network_evaluations" in row for row in results["rows"])  # not in older results.json
+    with_texture = all("texture" in row for row in results["rows"])  # not in older results.json
     lines = [
-        "| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else "") + (" Network evaluations |" if with_evaluations else ""),
-        "|---|---:|---:|" + ("---:|" if with_lpips else "") + ("---:|" if with_evaluations else ""),
+        "| Method | SSIM ↑ | PSNR ↑ (dB) |" + (" LPIPS ↓ |" if with_lpips else "") + (" Network evaluations |" if with_evaluations else "")
+        + (" SSIM, low-passed ↑ | PSNR, low-passed ↑ (dB) | Noise power × | High-frequency share × |" if with_texture else ""),
+        "|---|---:|---:|" + ("---:|" if with_lpips else "") + ("---:|" if with_evaluations else "") + ("---:|" * 4 if with_texture else ""),
     ]  # fmt: skip
     for row in results["rows"]:
         paired = row["paired"]
         lpips = f" {_fmt(paired['lpips'], 3)} |" if with_lpips else ""
         evaluations = f" {row['network_evaluations']} |" if with_evaluations else ""
-        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}{evaluations}")
-    blank = (" |" if with_lpips else "") + (" |" if with_evaluations else "")
+        texture = _texture_cells(paired, row["texture"]) if with_texture else ""
+        lines.append(f"| {row['label']} | {_fmt(paired['ssim'], 3)} | {_fmt(paired['psnr'])} |{lpips}{evaluations}{texture}")
+    blank = (" |" if with_lpips else "") + (" |" if with_evaluations else "") + (" | | | |" if with_texture else "")
     for name, figures in results.get("reconstruction_ceiling", {}).items():
+        if name == "acquisition_texture":
+            continue
         what = (f"VAE reconstruction ({name}: {figures['processing_resolution']} px processing)" if "processing_resolution" in figures
                 else f"a {results['config']['target']} acquisition of the pose (noise included)")  # fmt: skip
         lines.append(f"| {what} | {_fmt(figures['ssim'], 3)} | {_fmt(figures['psnr'])} |{blank}")
     return lines
+
+
+def _acquisition_texture_note(results: dict[str, Any]) -> list[str]:
+    texture = results.get("reconstruction_ceiling", {}).get("acquisition_texture")
+    if not texture:
+        return []
+    what = "VAE plus noise model" if texture["noise_model"] else "VAE alone (no noise model)"
+    return [f"VAE reconstruction of the {results['config']['target']} acquisitions ({what}): noise power "
+            f"×{_fmt(texture['noise_power_ratio'])}, high-frequency share ×{_fmt(texture['high_frequency_ratio'])}."]
 
 
 def _backbone_notes(results: dict[str, Any]) -> list[str]:
@@ -743,6 +802,12 @@ def render_report(results: dict[str, Any]) -> str:
         f"{counts['paired']} of {counts['source_images']} source images have one.",
         "",
         *_paired_table(results),
+        "",
+        "Low-passed: both images blurred by a Gaussian of σ = 2 px first, so that noise is not penalised and lost anatomy "
+        f"is. Noise power ×: the image's noise power in the regions flat in the low-passed reference, over that of the "
+        f"{config['target']} acquisition of the pose; high-frequency share ×: std(Laplacian) / std(image), over the "
+        "acquisition's (1 = as an acquisition).",
+        *_acquisition_texture_note(results),
         "",
     ]
     if "goals" in results:

@@ -117,7 +117,8 @@ def evaluation_command(results: dict[str, Any]) -> str:
     config = results["config"]
     parts = ["medshift evaluate", f"--model {config['model']}"]
     if "phantom_seed" in config:
-        parts += [f"--phantom-seed {config['phantom_seed']}", f"--phantom-views {config['phantom_views']}"]
+        parts += [f"--phantom-seed {config['phantom_seed']}", f"--phantom-views {config['phantom_views']}",
+                  f"--phantom-version {config.get('phantom_version', 1)}"]  # results without it predate phantom v2
     else:
         parts += [f"--dataset {config['dataset']}", f"--split {config['split']}"]
     parts += [f"--steps {config['num_inference_steps']}", "--taus " + ",".join(f"{tau:g}" for tau in config["taus"])]

@@ -19,13 +19,10 @@ from medshift.lineage import load_lineage, training_seeds
 IMAGE_SIZE = 780  # X-DigiSkull's side: the metrics run on it
 DETECTOR = 1024  # flat-detector pixels, `xdigiskull phantom`'s default
 FRAMES = 2  # frames per DICOM run: two real acquisitions of each pose
-# the shipped model was trained on phantom v1 and its card's figures are on v1 heads: it is evaluated on v1 heads
-# until it is retrained on v2
-PHANTOM_VERSION = 1
 
 
-def render_phantom_head(work: Path, views: int, seed: int) -> tuple[Path, Path]:
-    """Render `views` poses of the head of `seed` into `work`/raw and build them into `work`/x-digiskull
+def render_phantom_head(work: Path, views: int, seed: int, version: int = 2) -> tuple[Path, Path]:
+    """Render `views` poses of the phantom-`version` head of `seed` into `work`/raw and build them into `work`/x-digiskull
     (780 px, every frame, all in the test split). Returns (dataset folder, ground_truth folder).
 
     Raises:
@@ -34,7 +31,7 @@ def render_phantom_head(work: Path, views: int, seed: int) -> tuple[Path, Path]:
     from xdigiskull.phantom import generate_exports
 
     raw, dataset = work / "raw", work / "x-digiskull"
-    generate_exports(raw, views=views, seed=seed, detector=DETECTOR, frames=FRAMES, version=PHANTOM_VERSION)
+    generate_exports(raw, views=views, seed=seed, detector=DETECTOR, frames=FRAMES, version=version)
     command = [sys.executable, "-m", "xdigiskull.cli", "build", str(raw), "--out", str(dataset), "--labels",
                str(raw / "manifest.csv"), "--frames", "all", "--size", str(IMAGE_SIZE), "--split", "0,0,1",
                "--seed", str(seed), "--num-proc", "1"]  # fmt: skip
@@ -61,5 +58,5 @@ def phantom_dataset(config: Any) -> Iterator[Any]:
     check_held_out(config.model, config.phantom_seed, config.allow_training_seed)
     with tempfile.TemporaryDirectory(prefix="medshift_phantom_") as temporary:
         work = Path(config.phantom_dir) if config.phantom_dir else Path(temporary)
-        dataset, ground_truth = render_phantom_head(work, config.phantom_views, config.phantom_seed)
+        dataset, ground_truth = render_phantom_head(work, config.phantom_views, config.phantom_seed, config.phantom_version)
         yield dataclasses.replace(config, dataset=str(dataset), split="test", ground_truth=str(ground_truth))

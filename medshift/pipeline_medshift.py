@@ -1,6 +1,6 @@
 """MedShiftPipeline: translate grey X-ray images between domains with class-conditional latent flow matching.
 
-One pipeline, three components:
+One pipeline, three components and an optional fourth:
 
 - `vae` (`AutoencoderDC` or `AutoencoderKL`): images in [-1, 1] <-> latents (times `vae.config.scaling_factor`).
 - `unet` (`UNet2DModel` with `num_class_embeds = len(class_names) + 1`): the velocity v(x_t, t, class);
@@ -8,6 +8,8 @@ One pipeline, three components:
 - `scheduler` (`FlowMatchODEScheduler`): fixed-step ODE solver in both time directions (diffusers' contract:
   `set_timesteps`, then one `step` per network evaluation). Each call steps its own copy of it, made from its
   config, so one pipeline serves several threads at once.
+- `noise_model` (`ClassNoiseModel`, optional): the noise and finest texture an acquisition of each class carries
+  beyond what the VAE reconstructs, added to the decoded images of the target class (`medshift fit-noise`).
 
 Images go in and out through `image_processor` (`medshift.image_processor.MedShiftImageProcessor`, the role
 diffusers gives `VaeImageProcessor`): grey [0, 1] conversion with a checked input contract, resizing, output types.
@@ -36,6 +38,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from medshift.flow_matching import guided_velocity
 from medshift.image_processor import OUTPUT_TYPES, MedShiftImageProcessor, PipelineImageInput, check_bits_stored
 from medshift.model_location import looks_local, missing_pipeline_message
+from medshift.noise_model import ClassNoiseModel
 from medshift.scheduling_flow_match import FlowMatchODEScheduler, check_solver
 from medshift.vae_codec import Autoencoder, decode_grey, downsampling_factor, encode_grey, pad_to_multiple
 from xdigiskull.classes import CLASS_NAMES
@@ -107,6 +110,10 @@ class MedShiftPipeline(DiffusionPipeline):
             z_tau keeps less of the source. None uses `guidance_scale` for both directions, as pipelines
             saved before this option did (a config without the entry loads with 1; write None into its
             model_index.json to keep the old behaviour).
+        noise_model: optional `ClassNoiseModel`: Gaussian noise with each class's measured spectrum and
+            intensity-dependent variance, added to the decoded images (`restore_noise` in `__call__`). The
+            decoder returns the conditional mean of an image; without it, translations are smoother than
+            acquisitions. Pipelines saved without one load with None.
 
     Example:
         ```py
@@ -118,6 +125,7 @@ class MedShiftPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "vae->unet"
+    _optional_components = ["noise_model"]
 
     def __init__(
         self,
@@ -129,6 +137,7 @@ class MedShiftPipeline(DiffusionPipeline):
         default_tau: float = 0.45,
         default_guidance_scale: float = 2.0,
         default_inversion_guidance_scale: float | None = 1.0,
+        noise_model: ClassNoiseModel | None = None,
     ):
         super().__init__()
         class_names = [str(name) for name in class_names]
@@ -147,7 +156,9 @@ class MedShiftPipeline(DiffusionPipeline):
             )
         if int(resolution) < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
-        self.register_modules(vae=vae, unet=unet, scheduler=scheduler)
+        if noise_model is not None and list(noise_model.config.class_names) != class_names:
+            raise ValueError(f"noise_model's classes {list(noise_model.config.class_names)} differ from class_names {class_names}")
+        self.register_modules(vae=vae, unet=unet, scheduler=scheduler, noise_model=noise_model)
         self.image_processor = MedShiftImageProcessor(vae_scale_factor=downsampling_factor(vae))
         self.register_to_config(
             class_names=class_names,
@@ -344,9 +355,11 @@ class MedShiftPipeline(DiffusionPipeline):
         processing_resolution: int | None,
         inversion_guidance_scale: float | None = None,
         bits_stored: int | None = None,
-    ) -> tuple[float, float, float, str, int]:
+        restore_noise: bool | None = None,
+    ) -> tuple[float, float, float, str, int, bool]:
         """Fill in the defaults (None: the config's) and raise a ValueError naming any argument out of range,
-        before any work is done. Returns (tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution)."""
+        before any work is done. Returns (tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution,
+        restore_noise)."""
         tau = self.config.default_tau if tau is None else float(tau)
         guidance_scale, inversion_guidance_scale = self.guidance_scales(guidance_scale, inversion_guidance_scale)
         solver = self.scheduler.config.solver if solver is None else solver
@@ -367,7 +380,11 @@ class MedShiftPipeline(DiffusionPipeline):
         if processing_resolution < 8:
             raise ValueError(f"processing_resolution must be at least 8 pixels, got {processing_resolution}")
         check_bits_stored(bits_stored)
-        return tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution
+        has_noise_model = getattr(self, "noise_model", None) is not None
+        if restore_noise and not has_noise_model:
+            raise ValueError("restore_noise=True needs a noise_model; this pipeline has none (add one with `medshift fit-noise`)")
+        restore_noise = has_noise_model if restore_noise is None else bool(restore_noise)
+        return tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution, restore_noise
 
     def prepare_latents(self, arrays: list[np.ndarray], processing_resolution: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Same-size [0, 1] images -> padded latents x1, plus the pixel and latent sizes to crop back to."""
@@ -438,6 +455,7 @@ class MedShiftPipeline(DiffusionPipeline):
         processing_resolution: int | None = None,
         inversion_guidance_scale: float | None = None,
         bits_stored: int | None = None,
+        restore_noise: bool | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Translate `image` into the `target` class: encode, invert to tau along the source class's flow,
         generate back to t = 1 guided by the target class, decode.
@@ -458,7 +476,8 @@ class MedShiftPipeline(DiffusionPipeline):
             encode: "ode" (MedShift: deterministic inversion) or "noise" (SDEdit:
                 z_tau = (1 - (1 - sigma_min) tau) eps + tau x1, eps from `generator` and the prior the model
                 was trained with, `scheduler.sample_noise`: Gaussian, plus the config's `noise_offset` and `coarse_noise`).
-            generator: torch generator(s) for `encode="noise"`.
+            generator: torch generator(s) for `encode="noise"` and for the restored noise (one per image, or one for
+                all); None draws from torch's global generator.
             output_type: "pil" (I;16 images for 16-bit inputs, L otherwise), "np" ((N, H, W, 1) float32) or "pt"
                 ((N, 1, H, W) float32); a list of arrays/tensors when sizes differ. "dicom" (DICOM paths only): derived
                 Secondary Capture datasets referencing their sources (`medshift.dicom_output`).
@@ -471,14 +490,18 @@ class MedShiftPipeline(DiffusionPipeline):
                 that is None.
             bits_stored: bit depth of integer inputs (1 to 16), e.g. 12 for 12-bit detector data stored in
                 uint16: they are read by 2**bits_stored - 1 and values above it are refused. Default: the dtype's range.
+            restore_noise: add the target class's noise (`noise_model`) to the decoded images, so that they carry the
+                noise power and fine texture of acquisitions of that class; the deterministic decoder alone returns
+                smoother images. Default: True when the pipeline has a noise model. Refused without one.
 
         Returns `ImagePipelineOutput(images)`, or `(images,)` when `return_dict=False`. Raises ValueError naming the
         argument for an unknown class, a value out of range, an empty batch, an unreadable input or pixels outside
         the contract. Thread-safe: each call steps its own copy of the scheduler.
         """
         # 1. check the arguments, then read every input as a grey [0, 1] image with one label per image
-        tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution = self.check_inputs(
-            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale, bits_stored
+        tau, guidance_scale, inversion_guidance_scale, solver, processing_resolution, restore_noise = self.check_inputs(
+            tau, guidance_scale, num_inference_steps, solver, encode, output_type, processing_resolution, inversion_guidance_scale,
+            bits_stored, restore_noise,
         )
         if output_type == "dicom":
             self.check_dicom_paths(image)
@@ -496,8 +519,12 @@ class MedShiftPipeline(DiffusionPipeline):
                     scheduler, latents, source_labels[indices], target_labels[indices], tau, guidance_scale,
                     inversion_guidance_scale, num_inference_steps, solver, encode, group_generator(generator, indices),
                 )
-                # 5. decode, crop the padding and resize back to the input size
-                outputs.update(zip(indices, self.decode_to_size(latents, crop, latent_crop, size)))
+                # 5. decode, crop the padding and resize back to the input size; restore the target class's noise
+                pixels = self.decode_to_size(latents, crop, latent_crop, size)
+                if restore_noise:
+                    noise = self.noise_model.sample(pixels, target_labels[indices].tolist(), group_generator(generator, indices))
+                    pixels = (pixels + noise).clamp(0, 1)
+                outputs.update(zip(indices, pixels))
         # 6. offload hooks, then the output type asked for
         self.maybe_free_model_hooks()
         result_images = self._postprocess(image, tau, target, [outputs[i] for i in range(len(images))], [is16 for _, is16 in images], output_type)

@@ -143,7 +143,7 @@ def dataset_settings(config: TranslateConfig, pipe: Any, location: str, revision
     """The `TranslationSettings` of a --dataset run, with the model's defaults filled in."""
     from medshift.translated_schema import TranslationSettings
 
-    tau, guidance, inversion_guidance, solver, resolution = pipe.check_inputs(
+    tau, guidance, inversion_guidance, solver, resolution, _restore_noise = pipe.check_inputs(
         config.tau, config.guidance_scale, config.steps, config.solver, config.encode, "np",
         config.processing_resolution, config.inversion_guidance_scale,
     )  # fmt: skip

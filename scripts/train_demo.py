@@ -239,15 +239,22 @@ def head_seeds(settings: dict) -> list[int]:
 
 
 def merge_manifests(raw: Path, heads: list[int]) -> Path:
-    """One manifest.csv for the heads' exports in raw/head-<seed>/ (their paths prefixed with that folder)."""
-    header, rows = None, []
+    """One manifest.csv for the heads' exports in raw/head-<seed>/ (their paths, and phantom v2's bone-mask
+    paths, prefixed with that folder)."""
+    fieldnames, rows = None, []
     for seed in heads:
         with open(raw / f"head-{seed}" / "manifest.csv", newline="") as handle:
-            lines = list(csv.reader(handle))
-        header = lines[0]
-        rows.extend([f"head-{seed}/{line[0]}", *line[1:]] for line in lines[1:])
+            reader = csv.DictReader(handle)
+            fieldnames = reader.fieldnames
+            for row in reader:
+                row["file"] = f"head-{seed}/{row['file']}"
+                if row.get("bone_mask"):
+                    row["bone_mask"] = f"head-{seed}/{row['bone_mask']}"
+                rows.append(row)
     with open(raw / "manifest.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows])
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
     return raw / "manifest.csv"
 
 

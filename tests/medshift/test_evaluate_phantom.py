@@ -54,13 +54,15 @@ def test_figures_and_goals_of_a_fresh_head(tiny_model, tmp_path):
     results = json.loads((out / "results.json").read_text())
 
     assert results["config"]["phantom_seed"] == 7 and results["config"]["split"] == "test"
-    assert results["config"]["dataset"] == f"phantom head 7 (2 poses), built in {tmp_path / 'work'}"
+    assert results["config"]["dataset"] == f"phantom v2 head 7 (2 poses), built in {tmp_path / 'work'}"
+    assert results["config"]["phantom_version"] == 2
     assert results["counts"] == {"source_images": 2, "target_images": 4, "paired": 2}  # 2 frames per pose
     assert results["backbones"]["fd"] == "inception-v3-fid"
     ceiling = results["reconstruction_ceiling"]
     assert ceiling["default"]["processing_resolution"] == 64 and ceiling["full"]["processing_resolution"] == 780
-    # a real acquisition of the pose matches the noise-free render closely: the ground truth is aligned
-    assert ceiling["target_acquisition"]["ssim"] > 0.9 and ceiling["target_acquisition"]["psnr"] > 30
+    # a real acquisition of the pose matches the noise-free render closely: the ground truth is aligned (v2's
+    # noise on fine trabecular texture costs SSIM, not PSNR)
+    assert ceiling["target_acquisition"]["ssim"] > 0.8 and ceiling["target_acquisition"]["psnr"] > 30
     rows = {(r["method"], r["tau"]): r for r in results["rows"]}
     assert set(rows) == {("identity", None), ("medshift", 0.6), ("medshift", 0.45), ("sdedit", 0.6), ("sdedit", 0.45)}
     identity = rows[("identity", None)]
@@ -69,6 +71,13 @@ def test_figures_and_goals_of_a_fresh_head(tiny_model, tmp_path):
     for tau in (0.6, 0.45):  # equal cost: MedShift inverts and generates, SDEdit only generates
         assert rows[("sdedit", tau)]["network_evaluations"] == rows[("medshift", tau)]["network_evaluations"] > 0
         assert rows[("sdedit", tau)]["num_inference_steps"] > 4
+    # texture against the real_normal acquisition of each pose (random weights: any positive figure); the synthetic
+    # source is blurred: its low-passed fidelity to the real render beats its full-resolution one
+    assert identity["paired"]["ssim"] < identity["paired"]["lowpass"]["ssim"] < 0.95
+    for row in rows.values():
+        assert row["texture"]["poses"] == 2 and row["texture"]["high_frequency_ratio"] > 0
+        assert row["texture"]["noise_power_ratio"] > 0
+    assert ceiling["acquisition_texture"]["noise_model"] is False and ceiling["acquisition_texture"]["poses"] == 2
     # random weights: the reconstruction and paired goals fail, the size goal passes
     goals = {g["goal"]: g["passed"] for g in results["goals"]}
     assert len(goals) == 8 and goals["checkpoint MB of safetensors <= 100"] is True

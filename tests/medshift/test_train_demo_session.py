@@ -76,3 +76,19 @@ def test_the_heads_are_rendered_apart_and_built_from_one_manifest(train_demo, tm
     files = [line.split(",")[0] for line in lines[1:]]
     assert [f.split("/")[0] for f in files] == ["head-4"] * 5 + ["head-3"] * 5
     assert all((raw / f).is_file() for f in files)
+
+
+def test_merged_manifest_of_phantom_v2_heads_keeps_their_bone_masks_reachable(train_demo, tmp_path):
+    """Phantom v2 manifests name a bone-mask PNG per export: the merged manifest prefixes it like the file."""
+    import csv
+
+    from xdigiskull.phantom import generate_exports
+
+    raw = tmp_path / "raw"
+    for seed in (4, 3):
+        generate_exports(raw / f"head-{seed}", views=1, seed=seed, detector=128, frames=1, progress=False, version=2)
+    with open(train_demo.merge_manifests(raw, [4, 3]), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 5 and all(row["bone_mask"] for row in rows)
+    assert all(row["bone_mask"].startswith(row["file"].split("/")[0] + "/labels/") for row in rows)
+    assert all((raw / row["bone_mask"]).is_file() and (raw / row["file"]).is_file() for row in rows)

@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medshift.cli import app
+from medshift.training.fit_noise import FitNoiseConfig, fit_noise
 from medshift.training.train import TrainConfig, train
 from medshift.training.train_vae import VaeTrainConfig, train_vae
 
@@ -22,7 +23,7 @@ def _train_vae(runner: CliRunner, dataset, vae_config, output_dir, *options: str
     return runner.invoke(app, ["train-vae", *arguments, "--vae-config", str(vae_config), *options])
 
 
-@pytest.mark.parametrize("command,config", [(train, TrainConfig), (train_vae, VaeTrainConfig)])
+@pytest.mark.parametrize("command,config", [(train, TrainConfig), (train_vae, VaeTrainConfig), (fit_noise, FitNoiseConfig)])
 def test_every_config_field_is_an_option_with_the_config_default(command, config):
     parameters = inspect.signature(command).parameters
     assert list(parameters) == [spec.name for spec in dataclasses.fields(config)]
