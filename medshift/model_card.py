@@ -147,7 +147,8 @@ def evaluation_table(results: dict[str, Any]) -> list[str]:
     measured, and the goals' verdict: the model card's "Evaluation" and the README's "Results"."""
     config, names = results["config"], {"fd": "CFID" if str(results["backbones"]["fd"]).startswith("inception") else "FD"}
     head = config.get("phantom_seed")
-    data = (f"phantom head {head} ({results['counts']['source_images']} poses, no training stage's)" if head is not None
+    version = config.get("phantom_version", 1)  # results without it predate phantom v2
+    data = (f"phantom v{version} head {head} ({results['counts']['source_images']} poses, no training stage's)" if head is not None
             else f"`{config['dataset']}` split {config['split']} ({results['counts']['source_images']} images)")  # fmt: skip
     lines = [
         f"| method | {names['fd']} ↓ | SSIM to input ↑ | paired SSIM ↑ | paired PSNR (dB) ↑ | network evaluations |",
