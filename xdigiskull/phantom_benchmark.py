@@ -193,8 +193,12 @@ def _seed_ranges(seeds: list[int]) -> str:
 
 
 def render_phantom_card(ds: "object", heads: list[int], views: int, size: int, excluded: list[int],
-                        detector_heads: list[int], results_table: str | None) -> str:
-    """Fill ``dataset_card/PHANTOM_BENCHMARK.template.md`` for the built dataset `ds`."""
+                        detector_heads: list[int], results_table: str | None, num_bytes: int) -> str:
+    """Fill ``dataset_card/PHANTOM_BENCHMARK.template.md`` for the built dataset `ds`, whose shards hold `num_bytes`.
+
+    The YAML's split sizes are not decoration: `datasets` names its cache of a local folder after the card's YAML,
+    not after the data files, so two folders whose cards are equal (same heads count, views and size) would share
+    one cache and `load_dataset` would return the first one's rows for the second."""
     import yaml
 
     from xdigiskull.card import features_yaml, size_category, template_path
@@ -210,7 +214,11 @@ def render_phantom_card(ds: "object", heads: list[int], views: int, size: int, e
         "pretty_name": "X-DigiSkull phantom benchmark",
         "size_categories": [size_category(len(ds))],
         "configs": [{"config_name": "default", "data_files": [{"split": "test", "path": "data/test-*"}]}],
-        "dataset_info": {"features": features_yaml(ds.features)},
+        "dataset_info": {
+            "features": features_yaml(ds.features),
+            "splits": [{"name": "test", "num_bytes": num_bytes, "num_examples": len(ds)}],
+            "dataset_size": num_bytes,
+        },
     }
     values = {
         "yaml_header": yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120).rstrip("\n"),
@@ -279,8 +287,9 @@ def build_phantom_benchmark(config: PhantomBenchmarkConfig, progress: bool = Fal
     table = None
     if config.results is not None:
         table = json.loads(Path(config.results).read_text(encoding="utf-8")).get("table_markdown")
+    num_bytes = sum(shard.stat().st_size for shard in (out / "data").glob("*.parquet"))
     card = render_phantom_card(ds, config.heads, config.views, config.size, config.excluded_heads,
-                               config.detector_training_heads, table)
+                               config.detector_training_heads, table, num_bytes)
     with atomic_write(out / "README.md") as temporary:
         Path(temporary).write_text(card, encoding="utf-8")
     return out

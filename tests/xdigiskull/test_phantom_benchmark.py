@@ -48,6 +48,18 @@ def test_load_dataset_gives_landmarks_masks_and_ground_truth_of_held_out_heads(b
             assert 0.3 < row["pixel_spacing_mm"] < 3.0  # the build's output-grid spacing, not a guess
 
 
+def test_two_benchmark_folders_with_equal_settings_load_their_own_rows(benchmark_dataset, tmp_path) -> None:
+    """`datasets` caches a local folder under a hash of its card's YAML: equal cards over different data must not
+    share a cache (the card carries the shards' size), or the second folder would load the first one's rows."""
+    from datasets import load_dataset
+
+    first, _ = benchmark_dataset
+    second = tmp_path / "x-digiskull-phantom"  # same folder name, same settings, another head
+    build_phantom_benchmark(PhantomBenchmarkConfig(out=str(second), heads="302", views=2, size=SIZE, detector=384))
+    assert {pair[:4] for pair in load_dataset(str(first), split="test")["pair_id"]} == {"p301"}
+    assert {pair[:4] for pair in load_dataset(str(second), split="test")["pair_id"]} == {"p302"}
+
+
 def test_the_card_states_protocol_excluded_heads_and_loads(benchmark_dataset) -> None:
     out, config = benchmark_dataset
     card = (out / "README.md").read_text(encoding="utf-8")
@@ -74,7 +86,7 @@ def test_results_go_into_the_card(benchmark_dataset, tmp_path: Path) -> None:
     ds = load_dataset(str(out), split="test")
     table = "| Method | MRE (mm) ↓ |\n|---|---:|\n| (a) synthetic_low as is | 9.1 [8.0, 10.2] |"
     card = render_phantom_card(ds, config.heads, config.views, SIZE, config.excluded_heads,
-                               config.detector_training_heads, table)
+                               config.detector_training_heads, table, num_bytes=1)
     assert table in card
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"table_markdown": table}))
