@@ -848,14 +848,17 @@ def plot_tau_sweep(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _json_safe(value: Any) -> Any:
-    # JSON has no infinity (PSNR of identical images): write null, the report shows ∞
+def json_safe(value: Any) -> Any:
+    """`value` with what JSON cannot hold made plain: non-finite floats (PSNR of identical images) as null (the
+    reports show ∞), numpy scalars as Python numbers, tuples as lists, keys as strings."""
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -863,7 +866,7 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     """Write ``report.md``, ``results.json`` and ``tau_sweep.png`` into `out` (each atomically)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "results.json") as tmp:
-        Path(tmp).write_text(json.dumps(_json_safe(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(tmp).write_text(json.dumps(json_safe(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with atomic_write(out / "report.md") as tmp:
         Path(tmp).write_text(render_report(results), encoding="utf-8")
     plot_tau_sweep(results, out / "tau_sweep.png")

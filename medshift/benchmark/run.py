@@ -39,6 +39,7 @@ from medshift.benchmark.protocol import (
     SDR_THRESHOLDS_MM, differ, gap_share, landmark_figures, radial_errors, seed_interval, welch_p,
 )
 from medshift.benchmark.table import render_benchmark_report, results_table
+from medshift.evaluate import json_safe
 from medshift.model_location import default_model
 from xdigiskull.command_line import config_command, option
 from xdigiskull.image_io import atomic_write
@@ -364,23 +365,11 @@ def run_benchmark(config: BenchmarkConfig, log: Any = print) -> dict[str, Any]:
     return results
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
 def write_benchmark(results: dict[str, Any], out: Path) -> None:
     """``results.json`` and ``report.md`` in `out` (each written atomically)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "results.json") as temporary:
-        Path(temporary).write_text(json.dumps(_json_safe(results), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(temporary).write_text(json.dumps(json_safe(results), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     with atomic_write(out / "report.md") as temporary:
         Path(temporary).write_text(render_benchmark_report(results), encoding="utf-8")
 
