@@ -26,6 +26,8 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from medshift.metrics.texture import lowpass
+
 LOCAL_MEAN_SIGMA = 4.0  # pixels (at `resolution`): the neighbourhood whose mean sets the local noise variance
 MIN_PIXELS_PER_BIN = 500  # intensity bins with fewer residual pixels are interpolated from their neighbours
 
@@ -33,11 +35,6 @@ MIN_PIXELS_PER_BIN = 500  # intensity bins with fewer residual pixels are interp
 def _radial_frequency(rows: int, cols: int) -> np.ndarray:
     """|f| in cycles per pixel on the FFT grid of a rows x cols image."""
     return np.hypot(*np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(cols), indexing="ij"))
-
-
-def local_mean(image: np.ndarray, sigma: float = LOCAL_MEAN_SIGMA) -> np.ndarray:
-    """The image's Gaussian-weighted local mean (reflected borders)."""
-    return cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 class ClassNoiseModel(ModelMixin, ConfigMixin):
@@ -145,7 +142,7 @@ class ClassNoiseModel(ModelMixin, ConfigMixin):
             raise ValueError(f"the noise model is fitted on images of side {self.config.resolution}, got {image.shape}")
 
     def _intensity_bins(self, clean: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        mean = local_mean(clean, LOCAL_MEAN_SIGMA / scale)
+        mean = lowpass(clean, LOCAL_MEAN_SIGMA / scale)  # the local mean
         return np.clip((mean * self.config.intensity_bins).astype(np.int64), 0, self.config.intensity_bins - 1)
 
     def _radius_bins(self, rows: int, cols: int) -> np.ndarray:
